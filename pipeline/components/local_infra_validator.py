@@ -1,0 +1,161 @@
+"""InfraValidator's local flavour: LOAD_AND_QUERY without a model server binary.
+
+TFX's InfraValidator starts TF Serving (Docker or Kubernetes) and queries it. Neither exists
+on a laptop without Docker, so this flavour keeps the component's spec (model, examples,
+serving/request/validation specs -> InfraBlessing) and swaps the executor: it loads the
+candidate SavedModel from disk as a model server does (by tag set and signature, no Python
+model code), sends each requested signature a batch built from real examples, and blesses
+the model only if every signature answers with well-formed, agreeing predictions. The
+Kubernetes flavour reuses the same spec with TF Serving in a pod, so the pipeline wiring does
+not change between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components import InfraValidator
+from tfx.dsl.components.base import base_executor, executor_spec
+from tfx.proto import infra_validator_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, path_utils, proto_utils
+
+from pipeline.models import features
+
+BLESSED_FILE = "INFRA_BLESSED"
+NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
+BLESSED_PROPERTY = "blessed"
+REASON_PROPERTY = "reason"
+
+DEFAULT_NUM_EXAMPLES = 16
+_MAX_PROBABILITY_DISAGREEMENT = 1e-5
+
+
+class InfraValidationError(RuntimeError):
+    """The model loaded but did not answer like a servable model."""
+
+
+def read_serialized_examples(examples: types.Artifact, split: str, limit: int) -> list[bytes]:
+    """Up to ``limit`` serialized tf.Examples from one split of an Examples artifact."""
+    split_uri = artifact_utils.get_split_uri([examples], split)
+    files = sorted(tf.io.gfile.glob(os.path.join(split_uri, "*")))
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
+    return [record.numpy() for record in dataset]
+
+
+def _signature_inputs(signature, serialized: list[bytes]) -> dict[str, tf.Tensor]:
+    """A request for ``signature``: the examples themselves, or their parsed raw features."""
+    input_specs = signature.structured_input_signature[1]
+    if len(input_specs) == 1 and next(iter(input_specs.values())).dtype == tf.string and (
+        next(iter(input_specs)) not in features.FEATURE_KEYS
+    ):
+        return {next(iter(input_specs)): tf.constant(serialized)}
+    parse_spec = {name: tf.io.FixedLenFeature([], spec.dtype) for name, spec in input_specs.items()}
+    return tf.io.parse_example(tf.constant(serialized), parse_spec)
+
+
+def _check_outputs(name: str, outputs: dict[str, tf.Tensor], count: int) -> np.ndarray:
+    if features.PROBABILITY_KEY not in outputs:
+        raise InfraValidationError(
+            f"signature {name}: no '{features.PROBABILITY_KEY}' output (got {sorted(outputs)})"
+        )
+    probability = outputs[features.PROBABILITY_KEY].numpy().reshape(-1)
+    if probability.shape[0] != count:
+        raise InfraValidationError(
+            f"signature {name}: {probability.shape[0]} predictions for {count} requests"
+        )
+    if not np.all(np.isfinite(probability)) or np.any((probability < 0) | (probability > 1)):
+        raise InfraValidationError(f"signature {name}: probabilities outside [0, 1]")
+    return probability
+
+
+def load_and_query(
+    model_path: str, serialized: list[bytes], signature_names: list[str], tags: list[str]
+) -> dict[str, float]:
+    """Loads the SavedModel, queries every signature; returns timings or raises."""
+    started = time.monotonic()
+    try:
+        loaded = tf.saved_model.load(model_path, tags=tags or None)
+    except Exception as error:  # any load failure means "not servable"
+        raise InfraValidationError(f"model did not load: {error}") from error
+    timings = {"load_seconds": time.monotonic() - started}
+    predictions = {}
+    for name in signature_names:
+        if name not in loaded.signatures:
+            raise InfraValidationError(
+                f"signature {name} missing (model has {sorted(loaded.signatures)})"
+            )
+        signature = loaded.signatures[name]
+        started = time.monotonic()
+        try:
+            outputs = signature(**_signature_inputs(signature, serialized))
+        except Exception as error:  # a request the model cannot answer
+            raise InfraValidationError(f"signature {name} failed to answer: {error}") from error
+        timings[f"{name}_seconds"] = time.monotonic() - started
+        predictions[name] = _check_outputs(name, outputs, len(serialized))
+    reference_name, reference = next(iter(predictions.items()))
+    for name, probability in predictions.items():
+        if np.max(np.abs(probability - reference)) > _MAX_PROBABILITY_DISAGREEMENT:
+            raise InfraValidationError(
+                f"signatures {reference_name} and {name} disagree on the same examples"
+            )
+    return timings
+
+
+class LocalInfraValidatorExecutor(base_executor.BaseExecutor):
+    """Blesses the model when it loads and answers real requests on every signature."""
+
+    def Do(  # noqa: N802 - TFX executor interface
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        examples = artifact_utils.get_single_instance(
+            input_dict[standard_component_specs.EXAMPLES_KEY]
+        )
+        blessing = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.BLESSING_KEY]
+        )
+        request_spec = infra_validator_pb2.RequestSpec()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.REQUEST_SPEC_KEY], request_spec
+        )
+        serving_request = request_spec.tensorflow_serving
+        serialized = read_serialized_examples(
+            examples,
+            request_spec.split_name or "eval",
+            request_spec.num_examples or DEFAULT_NUM_EXAMPLES,
+        )
+        signature_names = list(serving_request.signature_names) or ["serving_default"]
+        try:
+            if not serialized:
+                raise InfraValidationError("no examples to build requests from")
+            timings = load_and_query(
+                path_utils.serving_model_path(model.uri),
+                serialized,
+                signature_names,
+                list(serving_request.tag_set),
+            )
+        except InfraValidationError as error:
+            logging.warning("Infra validation failed: %s", error)
+            blessing.set_int_custom_property(BLESSED_PROPERTY, 0)
+            blessing.set_string_custom_property(REASON_PROPERTY, str(error))
+            io_utils.write_string_file(os.path.join(blessing.uri, NOT_BLESSED_FILE), str(error))
+            return
+        logging.info("Infra validation passed: %s", timings)
+        blessing.set_int_custom_property(BLESSED_PROPERTY, 1)
+        io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE), "")
+
+
+class LocalInfraValidator(InfraValidator):
+    """TFX's InfraValidator component with the in-process LOAD_AND_QUERY executor."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(LocalInfraValidatorExecutor)

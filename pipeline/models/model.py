@@ -1,0 +1,193 @@
+"""The Keras model, its training loop and the SavedModel it exports for serving.
+
+The exported SavedModel carries the Transform graph, so every caller sends raw features
+and gets the same preprocessing training saw (no training/serving skew). Signatures:
+
+- ``serving_default``: serialized ``tf.Example`` strings (TF Serving predict with
+  ``{"b64": ...}``, TFMA, BulkInferrer, InfraValidator).
+- ``serving_raw``: named raw features (``gender``, ``age``, ``estimated_salary``), one value
+  per user each, which is what a REST client naturally sends as JSON.
+- ``transform_features``: serialized examples to transformed features, for TFMA to slice
+  by age band.
+
+Keras 3 cannot write a TF SavedModel through ``model.save``, so the model and the Transform
+layer are wrapped in a ``tf.Module`` and saved with ``tf.saved_model.save``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import keras_tuner
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from pipeline.models import constants, features, preprocessing
+
+SERVING_DEFAULT = "serving_default"
+SERVING_RAW = "serving_raw"
+TRANSFORM_FEATURES = "transform_features"
+
+_GENDER_IDS = len(features.GENDER_VOCABULARY) + preprocessing.GENDER_OOV_BUCKETS
+_AGE_BANDS = len(features.AGE_BAND_BOUNDARIES) + 1
+# The transformed features the model reads; the label and anything else are left out.
+MODEL_INPUT_KEYS = tuple(
+    features.transformed_name(key)
+    for key in (*features.NUMERIC_FEATURE_KEYS, features.CATEGORICAL_FEATURE_KEY,
+                features.AGE_BAND_KEY)
+)
+
+
+def input_fn(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+) -> tf.data.Dataset:
+    """Batches of (transformed features, label), repeated for step-based training."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def hparams_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Hyperparameter values from a KerasTuner config (Tuner output), else the defaults."""
+    if not hyperparameters:
+        return dict(constants.DEFAULT_HPARAMS)
+    values = keras_tuner.HyperParameters.from_config(hyperparameters).values
+    return {**constants.DEFAULT_HPARAMS, **values}
+
+
+def build_model(hparams: dict[str, Any]) -> keras.Model:
+    """A small MLP over z-scored numbers and one-hot gender and age band."""
+    numeric_inputs = [
+        keras.Input(shape=(1,), name=features.transformed_name(key), dtype="float32")
+        for key in features.NUMERIC_FEATURE_KEYS
+    ]
+    gender = keras.Input(
+        shape=(1,), name=features.transformed_name(features.CATEGORICAL_FEATURE_KEY), dtype="int64"
+    )
+    age_band = keras.Input(
+        shape=(1,), name=features.transformed_name(features.AGE_BAND_KEY), dtype="int64"
+    )
+    encoded = [
+        *numeric_inputs,
+        keras.layers.CategoryEncoding(_GENDER_IDS, output_mode="one_hot")(gender),
+        keras.layers.CategoryEncoding(_AGE_BANDS, output_mode="one_hot")(age_band),
+    ]
+    hidden = keras.layers.Concatenate()(encoded)
+    for _ in range(int(hparams[constants.HIDDEN_LAYERS])):
+        hidden = keras.layers.Dense(int(hparams[constants.HIDDEN_UNITS]), activation="relu")(
+            hidden
+        )
+    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    model = keras.Model(inputs=[*numeric_inputs, gender, age_band], outputs=output)
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(hparams[constants.LEARNING_RATE])),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy()],
+    )
+    return model
+
+
+class _ServingModule(tf.Module):
+    """Transform layer + model, with the serving signatures as methods."""
+
+    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        raw_spec = tf_transform_output.raw_feature_spec()
+        # Serving requests carry no label; the user id may be there and is ignored.
+        self._feature_spec = {key: raw_spec[key] for key in features.FEATURE_KEYS}
+        self._eval_spec = {
+            key: spec for key, spec in raw_spec.items() if key != features.ID_KEY
+        }
+
+    def _predict(self, raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        transformed = self.tft_layer(raw_features)
+        model_inputs = {name: transformed[name] for name in MODEL_INPUT_KEYS}
+        probability = tf.reshape(self.model(model_inputs), [-1])
+        return {
+            features.PROBABILITY_KEY: probability,
+            features.CLASS_KEY: tf.cast(probability >= 0.5, tf.int64),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(tf.io.parse_example(serialized, self._feature_spec))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=features.CATEGORICAL_FEATURE_KEY),
+            tf.TensorSpec([None], tf.int64, name="age"),
+            tf.TensorSpec([None], tf.int64, name="estimated_salary"),
+        ]
+    )
+    def serve_raw(self, gender: tf.Tensor, age: tf.Tensor, estimated_salary: tf.Tensor):
+        # The Transform graph expects [batch, 1] columns, as parsed from tf.Examples.
+        raw = {"gender": gender, "age": age, "estimated_salary": estimated_salary}
+        return self._predict({key: tf.reshape(value, [-1, 1]) for key, value in raw.items()})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.tft_layer(tf.io.parse_example(serialized, self._eval_spec))
+
+
+def export_serving_model(
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+) -> None:
+    """Writes the SavedModel with the three signatures described in the module docstring."""
+    module = _ServingModule(model, tf_transform_output)
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            SERVING_DEFAULT: module.serve_examples,
+            SERVING_RAW: module.serve_raw,
+            TRANSFORM_FEATURES: module.transform_examples,
+        },
+    )
+
+
+# Called by the Trainer component (module path in pipeline.pipeline).
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains with the tuned (or default) hyperparameters and exports the serving model."""
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    hparams = hparams_values(fn_args.hyperparameters)
+    keras.utils.set_random_seed(int(fn_args.custom_config.get("seed", 0)))
+    epochs = int(fn_args.custom_config.get("epochs", constants.TRAIN_EPOCHS))
+
+    train_dataset = input_fn(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+        constants.BATCH_SIZE,
+    )
+    eval_dataset = input_fn(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+        constants.BATCH_SIZE,
+    )
+    model = build_model(hparams)
+    # A fixed number of epochs, no early stopping: the eval split stays untouched by
+    # training decisions, so the Evaluator's numbers are not tuned to it twice.
+    model.fit(
+        train_dataset,
+        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        epochs=epochs,
+        validation_data=eval_dataset,
+        validation_steps=fn_args.eval_steps,
+        callbacks=[
+            keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+            # Epoch metrics go to the run log, not the terminal.
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: logging.info("epoch %d: %s", epoch + 1, logs)
+            ),
+        ],
+        verbose=0,
+    )
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)

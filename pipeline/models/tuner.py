@@ -1,0 +1,80 @@
+"""Hyperparameter search with KerasTuner, bounded by a trial count and a wall-clock budget."""
+
+from __future__ import annotations
+
+import time
+
+import keras_tuner
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from pipeline.models import constants, model
+
+
+class BudgetedRandomSearchOracle(keras_tuner.oracles.RandomSearchOracle):
+    """Random search that starts no new trial once ``max_seconds`` have passed.
+
+    KerasTuner only bounds the number of trials; on a laptop the useful bound is time.
+    A trial that has started always finishes, so the search can overrun by one trial.
+    """
+
+    def __init__(self, *args, max_seconds: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_seconds = max_seconds
+        self._started = time.monotonic()
+
+    def populate_space(self, trial_id):
+        if time.monotonic() - self._started > self.max_seconds:
+            return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)
+
+
+def search_space() -> keras_tuner.HyperParameters:
+    """The hyperparameters the Tuner may choose, defaults first."""
+    hparams = keras_tuner.HyperParameters()
+    for name, choices in constants.SEARCH_SPACE.items():
+        hparams.Choice(name, list(choices), default=constants.DEFAULT_HPARAMS[name])
+    return hparams
+
+
+# Called by the Tuner component (module path in pipeline.pipeline).
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """Builds the search; the Tuner component runs it and exports the best hyperparameters."""
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    custom_config = fn_args.custom_config or {}
+    oracle = BudgetedRandomSearchOracle(
+        objective=keras_tuner.Objective("val_auc", direction="max"),
+        max_trials=int(custom_config.get("max_trials", constants.TUNER_MAX_TRIALS)),
+        hyperparameters=search_space(),
+        seed=int(custom_config.get("seed", 0)),
+        max_seconds=float(
+            custom_config.get("time_budget_seconds", constants.TUNER_TIME_BUDGET_SECONDS)
+        ),
+    )
+    tuner = keras_tuner.Tuner(
+        oracle=oracle,
+        hypermodel=lambda hparams: model.build_model(hparams.values),
+        directory=fn_args.working_dir,
+        project_name="social_network_ads",
+        overwrite=True,
+    )
+    epochs = int(custom_config.get("tuner_epochs", constants.TUNER_EPOCHS))
+    train_dataset = model.input_fn(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+        constants.BATCH_SIZE,
+    )
+    eval_dataset = model.input_fn(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+        constants.BATCH_SIZE,
+    )
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train_dataset,
+            "validation_data": eval_dataset,
+            "steps_per_epoch": max(1, fn_args.train_steps // epochs),
+            "epochs": epochs,
+            "validation_steps": fn_args.eval_steps,
+            "verbose": 0,
+        },
+    )

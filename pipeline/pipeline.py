@@ -1,0 +1,247 @@
+"""create_pipeline(config): the one TFX pipeline definition, wiring only.
+
+Every runner (local, Kubeflow, Vertex) builds its pipeline here. Model code is referenced
+by dotted module path, so it travels in the installed package rather than being copied to
+the pipeline root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
+
+from pipeline.components.anomalies_gate import AnomaliesGate
+from pipeline.components.atomic_pusher import AtomicPusherExecutor
+from pipeline.components.local_infra_validator import LocalInfraValidator
+from pipeline.components.predictions_export import PredictionsExport
+from pipeline.config import EVAL_BUCKETS, TRAIN_BUCKETS, PipelineConfig
+from pipeline.models import features, model
+
+CURATED_SCHEMA = Path(__file__).parent / "data" / "schema" / "schema.pbtxt"
+INFERENCE_SPLIT = "inference"
+# The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
+TF_SERVING_TAG = "2.16.1"
+
+
+def _train_eval_split() -> example_gen_pb2.Output:
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=TRAIN_BUCKETS),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=EVAL_BUCKETS),
+        ])
+    )
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: AUC, accuracy, counts and plots; overall, by gender, by age band; gates."""
+    no_regression = tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        absolute={"value": -config.max_auc_regression},
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=model.SERVING_DEFAULT,
+                label_key=features.LABEL_KEY,
+                prediction_key=features.PROBABILITY_KEY,
+                # Lets TFMA slice on transformed features (the age band).
+                preprocessing_function_names=[model.TRANSFORM_FEATURES],
+            )
+        ],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_keys=[features.CATEGORICAL_FEATURE_KEY]),
+            tfma.SlicingSpec(feature_keys=[features.transformed_name(features.AGE_BAND_KEY)]),
+        ],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(
+                    class_name="AUC",
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(
+                            lower_bound={"value": config.min_auc}
+                        ),
+                        change_threshold=no_regression,
+                    ),
+                ),
+                tfma.MetricConfig(
+                    class_name="BinaryAccuracy",
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(
+                            lower_bound={"value": config.min_binary_accuracy}
+                        )
+                    ),
+                ),
+                tfma.MetricConfig(class_name="CalibrationPlot"),
+                tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
+            ])
+        ],
+    )
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """The whole flow, ExampleGen to BulkInferrer, as TFX intends it wired."""
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=str(config.data_dir), output_config=_train_eval_split()
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # The inferred schema is kept for people to compare against the curated one;
+    # validation uses the curated schema.
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    )
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(CURATED_SCHEMA))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=curated_schema.outputs["schema"],
+    )
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=curated_schema.outputs["schema"],
+        module_file=None,
+        preprocessing_fn="pipeline.models.preprocessing.preprocessing_fn",
+    )
+    transform.add_upstream_node(anomalies_gate)  # no training on anomalous data
+
+    components = [
+        example_gen, statistics_gen, schema_gen, curated_schema, example_validator,
+        anomalies_gate, transform,
+    ]
+
+    if config.hparams_dir is not None:
+        hyperparameters = tfx.dsl.Importer(
+            source_uri=str(config.hparams_dir),
+            artifact_type=tfx.types.standard_artifacts.HyperParameters,
+        ).with_id("hparams_importer")
+        components.append(hyperparameters)
+        best_hyperparameters = hyperparameters.outputs["result"]
+    elif config.tune:
+        tuner = tfx.components.Tuner(
+            tuner_fn="pipeline.models.tuner.tuner_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=curated_schema.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(
+                num_steps=config.train_steps_per_epoch * config.tuner_epochs
+            ),
+            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+            custom_config={
+                "seed": config.seed,
+                "tuner_epochs": config.tuner_epochs,
+                "max_trials": config.tuner_max_trials,
+                "time_budget_seconds": config.tuner_time_budget_seconds,
+            },
+        )
+        components.append(tuner)
+        best_hyperparameters = tuner.outputs["best_hyperparameters"]
+    else:
+        best_hyperparameters = None
+
+    trainer = tfx.components.Trainer(
+        run_fn="pipeline.models.model.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        hyperparameters=best_hyperparameters,
+        train_args=tfx.proto.TrainArgs(
+            num_steps=config.train_steps_per_epoch * config.train_epochs
+        ),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={"seed": config.seed, "epochs": config.train_epochs},
+    )
+
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+
+    infra_validator = LocalInfraValidator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        serving_spec=tfx.proto.ServingSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServing(tags=[TF_SERVING_TAG]),
+            local_docker=tfx.proto.LocalDockerConfig(),
+        ),
+        request_spec=tfx.proto.RequestSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                signature_names=[model.SERVING_DEFAULT, model.SERVING_RAW]
+            ),
+            split_name="eval",
+            num_examples=config.infra_validation_examples,
+        ),
+        validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=60),
+    ).with_id("InfraValidator")
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_validator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=str(config.serving_model_dir)
+            )
+        ),
+        custom_executor_spec=tfx.dsl.experimental.ExecutorClassSpec(AtomicPusherExecutor),
+    )
+
+    if config.inference_data_dir is not None:
+        inference_example_gen = tfx.components.CsvExampleGen(
+            input_base=str(config.inference_data_dir),
+            output_config=example_gen_pb2.Output(
+                split_config=example_gen_pb2.SplitConfig(splits=[
+                    example_gen_pb2.SplitConfig.Split(name=INFERENCE_SPLIT, hash_buckets=1)
+                ])
+            ),
+        ).with_id("InferenceExampleGen")
+        components.append(inference_example_gen)
+        inference_examples, inference_split = (
+            inference_example_gen.outputs["examples"], INFERENCE_SPLIT
+        )
+    else:
+        inference_examples, inference_split = example_gen.outputs["examples"], "eval"
+
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=inference_examples,
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        data_spec=tfx.proto.DataSpec(example_splits=[inference_split]),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[model.SERVING_DEFAULT]),
+        output_example_spec=bulk_inferrer_pb2.OutputExampleSpec(output_columns_spec=[
+            bulk_inferrer_pb2.OutputColumnsSpec(
+                signature_name=model.SERVING_DEFAULT,
+                predict_output=bulk_inferrer_pb2.PredictOutput(output_columns=[
+                    bulk_inferrer_pb2.PredictOutputCol(output_key=key, output_column=key)
+                    for key in (features.PROBABILITY_KEY, features.CLASS_KEY)
+                ]),
+            )
+        ]),
+    )
+    predictions_export = PredictionsExport(
+        inferred_examples=bulk_inferrer.outputs["output_examples"]
+    )
+
+    components += [
+        trainer, baseline_resolver, evaluator, infra_validator, pusher, bulk_inferrer,
+        predictions_export,
+    ]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=components,
+        enable_cache=config.enable_cache,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,213 @@
+"""run_summary.json: what a run did, read back from ML Metadata and its artifacts.
+
+The summary is rebuilt from ML Metadata rather than from what the runner saw, so it is the
+same record a KFP or Vertex run leaves, and it is complete for failed runs too: whatever
+executed is in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.components.anomalies_gate import read_anomalies
+from pipeline.components.predictions_export import PREDICTIONS_FILE
+from pipeline.models import features
+
+SUMMARY_FILE = "run_summary.json"
+
+_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: "complete",
+    metadata_store_pb2.Execution.CACHED: "cached",
+}
+_METRICS = ("auc", "binary_accuracy", "example_count")
+# TFMA names the evaluated model "candidate" when there is a baseline, "" when there is not.
+_CANDIDATE_NAMES = ("", "candidate")
+
+
+@dataclass
+class _Execution:
+    state: str
+    seconds: float
+    inputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+    outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    """The executions of the newest pipeline run, keyed by node id."""
+
+    executions: dict[str, _Execution]
+
+    def output_uri(self, node_id: str, key: str) -> str | None:
+        artifacts = self.executions.get(node_id, _Execution("", 0)).outputs.get(key, [])
+        return artifacts[0].uri if artifacts else None
+
+    def output_artifact(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
+        artifacts = self.executions.get(node_id, _Execution("", 0)).outputs.get(key, [])
+        return artifacts[0] if artifacts else None
+
+    def input_uri(self, node_id: str, key: str) -> str | None:
+        artifacts = self.executions.get(node_id, _Execution("", 0)).inputs.get(key, [])
+        return artifacts[0].uri if artifacts else None
+
+    def state(self, node_id: str) -> str:
+        execution = self.executions.get(node_id)
+        return execution.state if execution else "skipped"
+
+
+def _store(metadata_path: Path) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
+def read_newest_run(metadata_path: Path, pipeline_name: str) -> RunRecord:
+    """Executions of the newest run recorded in the SQLite store (empty if none)."""
+    if not metadata_path.exists():
+        return RunRecord({})
+    store = _store(metadata_path)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return RunRecord({})
+    run = max(runs, key=lambda context: context.id)
+    run_execution_ids = {execution.id for execution in store.get_executions_by_context(run.id)}
+    executions: dict[str, _Execution] = {}
+    prefix = f"{pipeline_name}."
+    for node in store.get_contexts_by_type("node"):
+        if not node.name.startswith(prefix):
+            continue
+        in_run = [e for e in store.get_executions_by_context(node.id) if e.id in run_execution_ids]
+        if not in_run:
+            continue
+        execution = max(in_run, key=lambda e: e.id)
+        record = _Execution(
+            state=_STATES.get(execution.last_known_state, "failed"),
+            seconds=round(
+                (execution.last_update_time_since_epoch - execution.create_time_since_epoch)
+                / 1000.0, 3,
+            ),
+        )
+        events = store.get_events_by_execution_ids([execution.id])
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else ""
+            if event.type == metadata_store_pb2.Event.INPUT:
+                record.inputs.setdefault(key, []).append(artifacts[event.artifact_id])
+            elif event.type == metadata_store_pb2.Event.OUTPUT:
+                record.outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+        executions[node.name[len(prefix):]] = record
+    return RunRecord(executions)
+
+
+def _int_property(artifact: metadata_store_pb2.Artifact | None, name: str) -> int | None:
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    return artifact.custom_properties[name].int_value
+
+
+def age_band_label(band: int) -> str:
+    """Human name of an age band id: 0 -> '<26', 1 -> '26-35', ..., last -> '56+'."""
+    bounds = features.AGE_BAND_BOUNDARIES
+    if band == 0:
+        return f"<{bounds[0]}"
+    if band >= len(bounds):
+        return f"{bounds[-1]}+"
+    return f"{bounds[band - 1]}-{bounds[band] - 1}"
+
+
+def _slice_name(slice_key) -> str:
+    if not slice_key.single_slice_keys:
+        return "overall"
+    parts = []
+    for single in slice_key.single_slice_keys:
+        kind = single.WhichOneof("kind")
+        value = getattr(single, kind)
+        value = value.decode() if isinstance(value, bytes) else value
+        if single.column == features.transformed_name(features.AGE_BAND_KEY):
+            parts.append(f"{features.AGE_BAND_KEY}={age_band_label(int(value))}")
+        else:
+            parts.append(f"{single.column}={value}")
+    return ",".join(parts)
+
+
+def read_metrics(evaluation_uri: str) -> dict[str, Any]:
+    """``{"overall": {...}, "slices": {"gender=Female": {...}}}`` for the candidate model."""
+    metrics: dict[str, Any] = {"overall": {}, "slices": {}}
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        values = {}
+        for key_and_value in metrics_for_slice.metric_keys_and_values:
+            key = key_and_value.key
+            if key.model_name not in _CANDIDATE_NAMES or key.HasField("is_diff") and key.is_diff:
+                continue
+            if key.name in _METRICS:
+                number = key_and_value.value.double_value.value
+                values[key.name] = (
+                    int(number) if key.name == "example_count" else round(number, 6)
+                )
+        name = _slice_name(metrics_for_slice.slice_key)
+        if name == "overall":
+            metrics["overall"] = values
+        else:
+            metrics["slices"][name] = values
+    return metrics
+
+
+def describe(record: RunRecord, node_ids: list[str]) -> dict[str, Any]:
+    """The summary fields that come from the pipeline's executions and artifacts."""
+    anomalies_uri = record.output_uri("ExampleValidator", "anomalies")
+    evaluation_uri = record.output_uri("Evaluator", "evaluation")
+    evaluator_blessing = record.output_artifact("Evaluator", "blessing")
+    infra_blessing = record.output_artifact("InfraValidator", "blessing")
+    pushed = record.output_artifact("Pusher", "pushed_model")
+    predictions_uri = record.output_uri("PredictionsExport", "predictions")
+
+    pushed_model = None
+    if _int_property(pushed, "pushed") == 1:
+        properties = pushed.custom_properties
+        pushed_model = {
+            "path": properties["pushed_destination"].string_value,
+            "version": int(properties["pushed_version"].string_value),
+        }
+    predictions = None
+    if predictions_uri and os.path.exists(os.path.join(predictions_uri, PREDICTIONS_FILE)):
+        predictions = os.path.join(predictions_uri, PREDICTIONS_FILE)
+    return {
+        "components": [
+            {
+                "id": node_id,
+                "status": record.state(node_id),
+                "seconds": record.executions[node_id].seconds
+                if node_id in record.executions else 0.0,
+            }
+            for node_id in node_ids
+        ],
+        "anomalies": read_anomalies(anomalies_uri) if anomalies_uri else [],
+        "metrics": read_metrics(evaluation_uri)
+        if evaluation_uri and record.state("Evaluator") != "failed" else {},
+        "blessed": {
+            "evaluator": _int_property(evaluator_blessing, "blessed") == 1,
+            "infra_validator": _int_property(infra_blessing, "blessed") == 1,
+        },
+        "baseline_model": record.input_uri("Evaluator", "baseline_model"),
+        "pushed_model": pushed_model,
+        "predictions": predictions,
+    }
+
+
+def write(output_dir: Path, summary: dict[str, Any]) -> Path:
+    """Writes the summary atomically, so a reader never sees half a file."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / SUMMARY_FILE
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.replace(path)
+    return path

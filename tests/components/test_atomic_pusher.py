@@ -1,0 +1,44 @@
+"""Versions appear whole, increase, and identical models are not pushed twice."""
+
+from pipeline.components import atomic_pusher
+
+
+def _model(path, content):
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(content)
+    (path / "variables" / "variables.index").write_bytes(b"index" + content)
+    return path
+
+
+def test_first_push_creates_an_integer_version(tmp_path):
+    model = _model(tmp_path / "m1", b"one")
+    version, pushed = atomic_pusher.push_atomically(model, tmp_path / "serving")
+    assert pushed
+    assert atomic_pusher.served_versions(tmp_path / "serving") == [version]
+    assert (tmp_path / "serving" / str(version) / "saved_model.pb").read_bytes() == b"one"
+    assert not list((tmp_path / "serving").glob(".partial-*"))
+
+
+def test_identical_model_is_not_pushed_again(tmp_path):
+    model = _model(tmp_path / "m1", b"one")
+    first, _ = atomic_pusher.push_atomically(model, tmp_path / "serving")
+    again, pushed = atomic_pusher.push_atomically(model, tmp_path / "serving")
+    assert (again, pushed) == (first, False)
+
+
+def test_new_model_gets_a_higher_version_even_within_the_same_second(tmp_path):
+    first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), tmp_path / "s")
+    second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), tmp_path / "s")
+    assert pushed and second > first
+    assert atomic_pusher.served_versions(tmp_path / "s") == [first, second]  # rollback stays
+
+
+def test_leftover_of_an_interrupted_push_is_cleaned_and_never_served(tmp_path):
+    serving = tmp_path / "serving"
+    leftover = serving / f"{atomic_pusher.PARTIAL_PREFIX}123"
+    leftover.mkdir(parents=True)
+    (leftover / "variables.data").write_bytes(b"half")
+    assert atomic_pusher.served_versions(serving) == []  # TF Serving ignores it
+    version, _ = atomic_pusher.push_atomically(_model(tmp_path / "m", b"x"), serving)
+    assert not leftover.exists()
+    assert atomic_pusher.served_versions(serving) == [version]

@@ -1,0 +1,86 @@
+"""Every malformed-input case gets a one-line InputError naming the file and the field."""
+
+import pytest
+
+from pipeline.data.staging import InputError, normalise_column_name, stage
+
+HEADER = "User ID,Gender,Age,EstimatedSalary,Purchased\n"
+GOOD_ROW = "15624510,Male,19,19000,0\n"
+
+
+def _write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [("User ID", "user_id"), ("EstimatedSalary", "estimated_salary"), ("Gender", "gender"),
+     ("Purchased", "purchased"), (" Age ", "age"), ("estimated_salary", "estimated_salary")],
+)
+def test_header_normalisation(raw, normalised):
+    assert normalise_column_name(raw) == normalised
+
+
+def test_stages_normalised_columns_in_schema_order(tmp_path):
+    source = _write(tmp_path, "Purchased,Age,Gender,EstimatedSalary,User ID,Extra\n"
+                              "1,47.0,Female,25000,15,x\n")
+    staged = stage(source, tmp_path / "out")
+    assert staged.rows == 1
+    assert staged.path.read_text() == (
+        "user_id,gender,age,estimated_salary,purchased\n15,Female,47,25000,1\n"
+    )
+
+
+def test_unchanged_content_keeps_the_staged_file_untouched(tmp_path):
+    source = _write(tmp_path, HEADER + GOOD_ROW)
+    first = stage(source, tmp_path / "out").path
+    mtime = first.stat().st_mtime_ns
+    second = stage(source, tmp_path / "out").path
+    assert second.stat().st_mtime_ns == mtime  # ExampleGen's fingerprint includes mtime
+    _write(tmp_path, HEADER + GOOD_ROW + "15810944,Male,35,20000,0\n")
+    assert stage(source, tmp_path / "out").rows == 2
+
+
+def test_inference_data_needs_no_label(tmp_path):
+    source = _write(tmp_path, "User ID,Gender,Age,EstimatedSalary\n1,Male,30,40000\n")
+    staged = stage(source, tmp_path / "out", labelled=False)
+    assert staged.path.read_text().splitlines()[0] == "user_id,gender,age,estimated_salary"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", r"data\.csv: file is empty"),
+        ("  \n\n", r"data\.csv: file is empty"),
+        (HEADER, r"data\.csv: has a header but no data rows"),
+        ("User ID;Gender;Age;EstimatedSalary;Purchased\n1;Male;19;19000;0\n",
+         r"data\.csv: header is one column split by ';'"),
+        ("User ID,Gender,EstimatedSalary,Purchased\n1,Male,19000,0\n",
+         r"data\.csv: missing column\(s\) age"),
+        (HEADER + "15624510,Male,nineteen,19000,0\n",
+         r"data\.csv: line 2, column Age: 'nineteen' is not a number"),
+        (HEADER + GOOD_ROW + "15624511,Male,19,0\n",
+         r"data\.csv: line 3 has 4 fields, the header has 5"),
+    ],
+    ids=["empty", "blank", "header-only", "semicolons", "missing-column", "non-numeric-age",
+         "ragged-row"],
+)
+def test_bad_input_is_one_line_naming_file_and_field(tmp_path, content, message):
+    source = _write(tmp_path, content)
+    with pytest.raises(InputError, match=message) as raised:
+        stage(source, tmp_path / "out")
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "out" / "data.csv").exists()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.csv: no such file"):
+        stage(tmp_path / "nope.csv", tmp_path / "out")
+
+
+def test_empty_cells_are_left_for_the_schema(tmp_path):
+    # A missing age is a schema anomaly (presence), not a parse error.
+    staged = stage(_write(tmp_path, HEADER + "1,Male,,19000,0\n"), tmp_path / "out")
+    assert staged.path.read_text().splitlines()[1] == "1,Male,,19000,0"
