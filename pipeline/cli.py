@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ANOMALIES, EXIT_NOT_BLESSED = 0, 1, 2, 3, 4
 DEFAULT_OUTPUT = Path("output")
@@ -68,53 +69,64 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_progress(total: int):
+def _print_progress(total: int, terminal: TextIO):
     index = {"n": 0}
 
     def callback(node_id: str, event: str, seconds: float) -> None:
         if event == "started":
             index["n"] += 1
-            print(f"[{index['n']:2d}/{total}] {node_id} ...", flush=True)
+            print(f"[{index['n']:2d}/{total}] {node_id} ...", file=terminal, flush=True)
         else:
-            print(f"        {node_id} done in {seconds:.1f}s", flush=True)
+            print(f"        {node_id} done in {seconds:.1f}s", file=terminal, flush=True)
 
     return callback
 
 
-def _print_summary(summary: dict[str, Any], summary_path: Path) -> None:
+def _print_summary(summary: dict[str, Any], summary_path: Path, terminal: TextIO) -> None:
+    def say(line: str) -> None:
+        print(line, file=terminal)
+
     overall = summary["metrics"].get("overall", {})
-    print(f"\n{summary['status']} in {summary['seconds']:.1f}s", flush=True)
+    say(f"\n{summary['status']} in {summary['seconds']:.1f}s")
     if overall:
-        print(
+        say(
             f"  eval: AUC {overall.get('auc', float('nan')):.3f}, binary accuracy "
             f"{overall.get('binary_accuracy', float('nan')):.3f}, "
             f"{overall.get('example_count', 0)} examples"
         )
     if summary["status"] not in ("input_error", "anomalies"):
-        print(f"  blessed: evaluator={summary['blessed']['evaluator']}, "
+        say(f"  blessed: evaluator={summary['blessed']['evaluator']}, "
               f"infra_validator={summary['blessed']['infra_validator']}")
-        print(f"  baseline: {summary['baseline_model'] or 'none (first blessed model)'}")
+        say(f"  baseline: {summary['baseline_model'] or 'none (first blessed model)'}")
     if summary["pushed_model"]:
-        print(f"  pushed: version {summary['pushed_model']['version']} "
+        say(f"  pushed: version {summary['pushed_model']['version']} "
               f"at {summary['pushed_model']['path']}")
     if summary["predictions"]:
-        print(f"  predictions: {summary['predictions']}")
+        say(f"  predictions: {summary['predictions']}")
     cached = [c["id"] for c in summary["components"] if c["status"] == "cached"]
     if cached:
-        print(f"  from cache: {', '.join(cached)}")
-    print(f"  summary: {summary_path}")
+        say(f"  from cache: {', '.join(cached)}")
+    say(f"  summary: {summary_path}")
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Quiet TensorFlow's C++ logging before anything imports TensorFlow.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipeline import run_summary
+    # Quiet TensorFlow's C++ logging before anything imports TensorFlow: at level 2 it still
+    # prints spurious CUDA plugin registration errors on CPU-only machines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from pipeline import run_log
+
+    output: Path = args.output.resolve()
+    with run_log.to_file(output) as terminal:
+        return _run_logged(args, output, terminal)
+
+
+def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int:
+    from pipeline import run_log, run_summary
     from pipeline.data import hparams, staging, synthesize
     from pipeline.runners import local
 
     started_at = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
-    output: Path = args.output.resolve()
     staged_dir = output / "staged"
     data = args.data
     if data is None:
@@ -159,8 +171,9 @@ def _run(args: argparse.Namespace) -> int:
     node_ids = local.node_ids(config)
     error: BaseException | None = None
     try:
-        local.run(config, _print_progress(len(node_ids)))
+        local.run(config, _print_progress(len(node_ids), terminal))
     except Exception as failure:  # every failure still gets a summary and an exit code
+        logging.exception("The pipeline run failed.")
         error = failure
 
     record = run_summary.read_newest_run(config.metadata_path, config.pipeline_name)
@@ -174,14 +187,14 @@ def _run(args: argparse.Namespace) -> int:
     elif error is not None:
         status, code = "failed", EXIT_FAILED
         message = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-        print(f"error: {type(error).__name__}: {message} (details: {output / local.LOG_FILE})",
+        print(f"error: {type(error).__name__}: {message} (details: {output / run_log.LOG_FILE})",
               file=sys.stderr)
     elif summary["pushed_model"] is not None:
         status, code = "pushed", EXIT_OK
     else:
         status, code = "not_blessed", EXIT_NOT_BLESSED
     summary.update(status=status, exit_code=code, seconds=round(time.monotonic() - clock, 3))
-    _print_summary(summary, run_summary.write(output, summary))
+    _print_summary(summary, run_summary.write(output, summary), terminal)
     return code
 
 

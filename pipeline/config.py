@@ -25,8 +25,7 @@ class PipelineConfig:
     hparams_dir: Path | None = None  # directory with best_hyperparameters.txt to import
     tune: bool = True
     seed: int = 0
-    train_epochs: int = constants.TRAIN_EPOCHS
-    tuner_epochs: int = constants.TUNER_EPOCHS
+    epochs: int = constants.EPOCHS
     tuner_max_trials: int = constants.TUNER_MAX_TRIALS
     tuner_time_budget_seconds: float = constants.TUNER_TIME_BUDGET_SECONDS
     # Evaluator gates: absolute floors, and no regression against the baseline.
@@ -54,16 +53,8 @@ class PipelineConfig:
         """TF Serving's model base path: versions are its integer-named subdirectories."""
         return self.output_dir / "serving" / self.model_name
 
-    def _steps_per_epoch(self, rows: float) -> int:
-        return max(1, math.ceil(rows / constants.BATCH_SIZE))
-
     @property
-    def train_steps_per_epoch(self) -> int:
-        share = TRAIN_BUCKETS / (TRAIN_BUCKETS + EVAL_BUCKETS)
-        return self._steps_per_epoch(self.training_rows * share)
-
-    @property
-    def eval_steps(self) -> int:
-        """One pass over the eval split."""
-        share = EVAL_BUCKETS / (TRAIN_BUCKETS + EVAL_BUCKETS)
-        return self._steps_per_epoch(self.training_rows * share)
+    def train_steps(self) -> int:
+        """TrainArgs.num_steps: ``epochs`` passes over the (expected) train split."""
+        train_rows = self.training_rows * TRAIN_BUCKETS / (TRAIN_BUCKETS + EVAL_BUCKETS)
+        return max(1, math.ceil(train_rows / constants.BATCH_SIZE)) * self.epochs

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
 
 from pipeline.components.anomalies_gate import AnomaliesGate
@@ -33,6 +34,12 @@ def _train_eval_split() -> example_gen_pb2.Output:
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=EVAL_BUCKETS),
         ])
     )
+
+
+def _overall_only(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
+    # A plain `threshold` would gate every slice; small slices (a young age band with no
+    # buyers) have meaningless AUCs, so the gates apply to the whole eval set.
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -61,18 +68,22 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExampleCount"),
                 tfma.MetricConfig(
                     class_name="AUC",
-                    threshold=tfma.MetricThreshold(
-                        value_threshold=tfma.GenericValueThreshold(
-                            lower_bound={"value": config.min_auc}
-                        ),
-                        change_threshold=no_regression,
+                    per_slice_thresholds=_overall_only(
+                        tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.min_auc}
+                            ),
+                            change_threshold=no_regression,
+                        )
                     ),
                 ),
                 tfma.MetricConfig(
                     class_name="BinaryAccuracy",
-                    threshold=tfma.MetricThreshold(
-                        value_threshold=tfma.GenericValueThreshold(
-                            lower_bound={"value": config.min_binary_accuracy}
+                    per_slice_thresholds=_overall_only(
+                        tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.min_binary_accuracy}
+                            )
                         )
                     ),
                 ),
@@ -127,13 +138,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=curated_schema.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(
-                num_steps=config.train_steps_per_epoch * config.tuner_epochs
-            ),
-            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+            train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
             custom_config={
                 "seed": config.seed,
-                "tuner_epochs": config.tuner_epochs,
+                "epochs": config.epochs,
                 "max_trials": config.tuner_max_trials,
                 "time_budget_seconds": config.tuner_time_budget_seconds,
             },
@@ -149,11 +157,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
         hyperparameters=best_hyperparameters,
-        train_args=tfx.proto.TrainArgs(
-            num_steps=config.train_steps_per_epoch * config.train_epochs
-        ),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config={"seed": config.seed, "epochs": config.train_epochs},
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        custom_config={"seed": config.seed, "epochs": config.epochs},
     )
 
     baseline_resolver = tfx.dsl.Resolver(
@@ -195,7 +200,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 base_directory=str(config.serving_model_dir)
             )
         ),
-        custom_executor_spec=tfx.dsl.experimental.ExecutorClassSpec(AtomicPusherExecutor),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
     )
 
     if config.inference_data_dir is not None:

@@ -99,11 +99,17 @@ def read_newest_run(metadata_path: Path, pipeline_name: str) -> RunRecord:
         events = store.get_events_by_execution_ids([execution.id])
         artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
         for event in events:
-            key = event.path.steps[0].key if event.path.steps else ""
             if event.type == metadata_store_pb2.Event.INPUT:
-                record.inputs.setdefault(key, []).append(artifacts[event.artifact_id])
+                by_key = record.inputs
             elif event.type == metadata_store_pb2.Event.OUTPUT:
-                record.outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+                by_key = record.outputs
+            else:
+                continue
+            # One event per artifact: an artifact bound to two keys (a cached candidate that
+            # is also the baseline) carries both keys in its path.
+            for step in event.path.steps:
+                if step.HasField("key"):
+                    by_key.setdefault(step.key, []).append(artifacts[event.artifact_id])
         executions[node.name[len(prefix):]] = record
     return RunRecord(executions)
 
@@ -146,7 +152,7 @@ def read_metrics(evaluation_uri: str) -> dict[str, Any]:
         values = {}
         for key_and_value in metrics_for_slice.metric_keys_and_values:
             key = key_and_value.key
-            if key.model_name not in _CANDIDATE_NAMES or key.HasField("is_diff") and key.is_diff:
+            if key.model_name not in _CANDIDATE_NAMES or key.is_diff:
                 continue
             if key.name in _METRICS:
                 number = key_and_value.value.double_value.value

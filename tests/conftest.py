@@ -102,11 +102,10 @@ def tiny_training(tmp_path_factory) -> TinyTraining:
     fn_args = fn_args_utils.FnArgs(
         train_files=[str(examples_dir / "Split-train" / "*")],
         eval_files=[str(examples_dir / "Split-eval" / "*")],
-        transform_output=str(transform_dir),
+        transform_graph_path=str(transform_dir),
         serving_model_dir=str(root / "model" / "Format-Serving"),
         model_run_dir=str(root / "model_run"),
         train_steps=6,
-        eval_steps=1,
         custom_config={"epochs": 2, "seed": 1},
         data_accessor=fn_args_utils.DataAccessor(
             tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(

@@ -3,8 +3,9 @@
 TFX's InfraValidator starts TF Serving (Docker or Kubernetes) and queries it. Neither exists
 on a laptop without Docker, so this flavour keeps the component's spec (model, examples,
 serving/request/validation specs -> InfraBlessing) and swaps the executor: it loads the
-candidate SavedModel from disk as a model server does (by tag set and signature, no Python
-model code), sends each requested signature a batch built from real examples, and blesses
+candidate SavedModel from disk as a model server does (TF Serving's C++ loader restores the
+MetaGraph into a session and runs signatures by tensor name; TensorFlow's 1.x loader does the
+same from Python, with no model code), sends each requested signature a batch built from real examples, and blesses
 the model only if every signature answers with well-formed, agreeing predictions. The
 Kubernetes flavour reuses the same spec with TF Serving in a pod, so the pipeline wiring does
 not change between the two.
@@ -49,23 +50,27 @@ def read_serialized_examples(examples: types.Artifact, split: str, limit: int) -
     return [record.numpy() for record in dataset]
 
 
-def _signature_inputs(signature, serialized: list[bytes]) -> dict[str, tf.Tensor]:
+def _feed(signature, serialized: list[bytes]) -> dict[str, Any]:
     """A request for ``signature``: the examples themselves, or their parsed raw features."""
-    input_specs = signature.structured_input_signature[1]
-    if len(input_specs) == 1 and next(iter(input_specs.values())).dtype == tf.string and (
-        next(iter(input_specs)) not in features.FEATURE_KEYS
-    ):
-        return {next(iter(input_specs)): tf.constant(serialized)}
-    parse_spec = {name: tf.io.FixedLenFeature([], spec.dtype) for name, spec in input_specs.items()}
-    return tf.io.parse_example(tf.constant(serialized), parse_spec)
+    inputs = dict(signature.inputs)
+    if len(inputs) == 1:
+        key, info = next(iter(inputs.items()))
+        if info.dtype == tf.string.as_datatype_enum and key not in features.FEATURE_KEYS:
+            return {info.name: serialized}
+    parse_spec = {
+        key: tf.io.FixedLenFeature([], tf.dtypes.as_dtype(info.dtype))
+        for key, info in inputs.items()
+    }
+    parsed = tf.io.parse_example(tf.constant(serialized), parse_spec)
+    return {inputs[key].name: value.numpy() for key, value in parsed.items()}
 
 
-def _check_outputs(name: str, outputs: dict[str, tf.Tensor], count: int) -> np.ndarray:
+def _check_outputs(name: str, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
     if features.PROBABILITY_KEY not in outputs:
         raise InfraValidationError(
             f"signature {name}: no '{features.PROBABILITY_KEY}' output (got {sorted(outputs)})"
         )
-    probability = outputs[features.PROBABILITY_KEY].numpy().reshape(-1)
+    probability = np.asarray(outputs[features.PROBABILITY_KEY]).reshape(-1)
     if probability.shape[0] != count:
         raise InfraValidationError(
             f"signature {name}: {probability.shape[0]} predictions for {count} requests"
@@ -78,27 +83,45 @@ def _check_outputs(name: str, outputs: dict[str, tf.Tensor], count: int) -> np.n
 def load_and_query(
     model_path: str, serialized: list[bytes], signature_names: list[str], tags: list[str]
 ) -> dict[str, float]:
-    """Loads the SavedModel, queries every signature; returns timings or raises."""
-    started = time.monotonic()
+    """Loads the SavedModel as TF Serving does and queries every signature; returns timings.
+
+    TF Serving's C++ loader restores the SavedModel's MetaGraph into a session and runs
+    signatures by their tensor names; TensorFlow's Python 1.x loader does the same, so a
+    model that only works through ``tf.saved_model.load`` (object graph, Python) fails here
+    as it would in the server.
+    """
+    # Not `with session:`, which would make its graph the default and requests symbolic.
+    session = tf.compat.v1.Session(graph=tf.Graph())
     try:
-        loaded = tf.saved_model.load(model_path, tags=tags or None)
-    except Exception as error:  # any load failure means "not servable"
-        raise InfraValidationError(f"model did not load: {error}") from error
-    timings = {"load_seconds": time.monotonic() - started}
-    predictions = {}
-    for name in signature_names:
-        if name not in loaded.signatures:
-            raise InfraValidationError(
-                f"signature {name} missing (model has {sorted(loaded.signatures)})"
-            )
-        signature = loaded.signatures[name]
         started = time.monotonic()
         try:
-            outputs = signature(**_signature_inputs(signature, serialized))
-        except Exception as error:  # a request the model cannot answer
-            raise InfraValidationError(f"signature {name} failed to answer: {error}") from error
-        timings[f"{name}_seconds"] = time.monotonic() - started
-        predictions[name] = _check_outputs(name, outputs, len(serialized))
+            meta_graph = tf.compat.v1.saved_model.loader.load(
+                session, tags or [tf.saved_model.SERVING], model_path
+            )
+        except Exception as error:  # any load failure means "not servable"
+            raise InfraValidationError(f"model did not load: {error}") from error
+        timings = {"load_seconds": time.monotonic() - started}
+        predictions = {}
+        for name in signature_names:
+            if name not in meta_graph.signature_def:
+                raise InfraValidationError(
+                    f"signature {name} missing (model has {sorted(meta_graph.signature_def)})"
+                )
+            signature = meta_graph.signature_def[name]
+            fetches = {key: info.name for key, info in signature.outputs.items()}
+            started = time.monotonic()
+            try:
+                outputs = session.run(fetches, feed_dict=_feed(signature, serialized))
+            except Exception as error:  # a request the model cannot answer
+                # TensorFlow's messages open with a generic line; the cause is the first
+                # line that says something.
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                message = next((line for line in lines if not line.endswith("error:")), "")
+                raise InfraValidationError(f"signature {name} failed: {message}") from error
+            timings[f"{name}_seconds"] = time.monotonic() - started
+            predictions[name] = _check_outputs(name, outputs, len(serialized))
+    finally:
+        session.close()
     reference_name, reference = next(iter(predictions.items()))
     for name, probability in predictions.items():
         if np.max(np.abs(probability - reference)) > _MAX_PROBABILITY_DISAGREEMENT:

@@ -46,14 +46,43 @@ def input_fn(
     file_pattern: list[str],
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
-    batch_size: int,
+    *,
+    training: bool,
+    seed: int,
 ) -> tf.data.Dataset:
-    """Batches of (transformed features, label), repeated for step-based training."""
+    """Batches of (transformed features, label).
+
+    Training data is shuffled and repeated for step-based epochs; evaluation data is read
+    once, in order, so validation metrics count every eval example exactly once.
+    """
     return data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=constants.BATCH_SIZE,
+            label_key=features.LABEL_KEY,
+            shuffle=training,
+            shuffle_seed=seed,
+            num_epochs=None if training else 1,
+        ),
         tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+    )
+
+
+def training_kwargs(fn_args: tfx.components.FnArgs) -> dict[str, Any]:
+    """``Model.fit`` arguments shared by the Tuner's trials and the Trainer."""
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    custom_config = fn_args.custom_config or {}
+    seed = int(custom_config.get("seed", 0))
+    epochs = int(custom_config.get("epochs", constants.EPOCHS))
+    return {
+        "x": input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                      training=True, seed=seed),
+        "validation_data": input_fn(fn_args.eval_files, fn_args.data_accessor,
+                                    tf_transform_output, training=False, seed=seed),
+        "steps_per_epoch": max(1, fn_args.train_steps // epochs),
+        "epochs": epochs,
+        "verbose": 0,
+    }
 
 
 def hparams_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -83,15 +112,18 @@ def build_model(hparams: dict[str, Any]) -> keras.Model:
     ]
     hidden = keras.layers.Concatenate()(encoded)
     for _ in range(int(hparams[constants.HIDDEN_LAYERS])):
-        hidden = keras.layers.Dense(int(hparams[constants.HIDDEN_UNITS]), activation="relu")(
-            hidden
-        )
+        hidden = keras.layers.Dense(
+            int(hparams[constants.HIDDEN_UNITS]),
+            activation="relu",
+            kernel_regularizer=keras.regularizers.L2(constants.L2_REGULARIZATION),
+        )(hidden)
     output = keras.layers.Dense(1, activation="sigmoid")(hidden)
     model = keras.Model(inputs=[*numeric_inputs, gender, age_band], outputs=output)
     model.compile(
         optimizer=keras.optimizers.Adam(float(hparams[constants.LEARNING_RATE])),
         loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy()],
+        # Enough thresholds that the Tuner's objective agrees with TFMA's AUC.
+        metrics=[keras.metrics.AUC(num_thresholds=1000, name="auc"), keras.metrics.BinaryAccuracy()],
     )
     return model
 
@@ -102,6 +134,9 @@ class _ServingModule(tf.Module):
     def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
         self.model = model
+        # Keras 3 variables wrap tf.Variables that the SavedModel's TF1 restore path (the one
+        # TF Serving's C++ loader and BulkInferrer use) cannot find unless tracked directly.
+        self.model_variables = [variable.value for variable in model.variables]
         self.tft_layer = tf_transform_output.transform_features_layer()
         raw_spec = tf_transform_output.raw_feature_spec()
         # Serving requests carry no label; the user id may be there and is ignored.
@@ -159,28 +194,12 @@ def export_serving_model(
 # Called by the Trainer component (module path in pipeline.pipeline).
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains with the tuned (or default) hyperparameters and exports the serving model."""
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    hparams = hparams_values(fn_args.hyperparameters)
-    keras.utils.set_random_seed(int(fn_args.custom_config.get("seed", 0)))
-    epochs = int(fn_args.custom_config.get("epochs", constants.TRAIN_EPOCHS))
-
-    train_dataset = input_fn(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-        constants.BATCH_SIZE,
-    )
-    eval_dataset = input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-        constants.BATCH_SIZE,
-    )
-    model = build_model(hparams)
-    # A fixed number of epochs, no early stopping: the eval split stays untouched by
-    # training decisions, so the Evaluator's numbers are not tuned to it twice.
+    keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
+    model = build_model(hparams_values(fn_args.hyperparameters))
+    # A fixed number of epochs, no early stopping: the eval split is not used to decide
+    # when training ends.
     model.fit(
-        train_dataset,
-        steps_per_epoch=max(1, fn_args.train_steps // epochs),
-        epochs=epochs,
-        validation_data=eval_dataset,
-        validation_steps=fn_args.eval_steps,
+        **training_kwargs(fn_args),
         callbacks=[
             keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
             # Epoch metrics go to the run log, not the terminal.
@@ -188,6 +207,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 on_epoch_end=lambda epoch, logs: logging.info("epoch %d: %s", epoch + 1, logs)
             ),
         ],
-        verbose=0,
     )
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    export_serving_model(
+        model, tft.TFTransformOutput(fn_args.transform_graph_path), fn_args.serving_model_dir
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import keras_tuner
-import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from pipeline.models import constants, model
@@ -40,7 +39,6 @@ def search_space() -> keras_tuner.HyperParameters:
 # Called by the Tuner component (module path in pipeline.pipeline).
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """Builds the search; the Tuner component runs it and exports the best hyperparameters."""
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     custom_config = fn_args.custom_config or {}
     oracle = BudgetedRandomSearchOracle(
         objective=keras_tuner.Objective("val_auc", direction="max"),
@@ -58,23 +56,4 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="social_network_ads",
         overwrite=True,
     )
-    epochs = int(custom_config.get("tuner_epochs", constants.TUNER_EPOCHS))
-    train_dataset = model.input_fn(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-        constants.BATCH_SIZE,
-    )
-    eval_dataset = model.input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-        constants.BATCH_SIZE,
-    )
-    return tfx.components.TunerFnResult(
-        tuner=tuner,
-        fit_kwargs={
-            "x": train_dataset,
-            "validation_data": eval_dataset,
-            "steps_per_epoch": max(1, fn_args.train_steps // epochs),
-            "epochs": epochs,
-            "validation_steps": fn_args.eval_steps,
-            "verbose": 0,
-        },
-    )
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=model.training_kwargs(fn_args))

@@ -6,14 +6,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
+from absl import logging as absl_logging
 from tfx import v1 as tfx
 
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
-LOG_FILE = "run.log"
 # LocalDagRunner announces each node with these absl messages (tfx 1.16,
 # orchestration/local/local_dag_runner.py); they are the only progress signal it gives.
 _NODE_STARTED = "Component %s is running."
@@ -43,26 +42,18 @@ class _NodeProgressHandler(logging.Handler):
 
 
 @contextmanager
-def _logging_to(log_path: Path, progress: ProgressCallback) -> Iterator[None]:
-    """Everything TFX, Beam and TensorFlow log goes to ``log_path``; the terminal gets progress."""
-    root = logging.getLogger()
-    absl_logger = logging.getLogger("absl")
-    file_handler = logging.FileHandler(log_path)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    progress_handler = _NodeProgressHandler(progress)
-    saved_levels = (root.level, absl_logger.level)
-    root.addHandler(file_handler)
-    absl_logger.addHandler(progress_handler)
-    root.setLevel(logging.INFO)
-    absl_logger.setLevel(logging.INFO)
+def _progress_reported(progress: ProgressCallback) -> Iterator[None]:
+    handler = _NodeProgressHandler(progress)
+    # Through absl's own verbosity, not Logger.setLevel: libraries that silence absl for a
+    # moment restore absl's verbosity setting, which would otherwise drop INFO again.
+    saved_verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.getLogger("absl").addHandler(handler)
     try:
         yield
     finally:
-        root.removeHandler(file_handler)
-        absl_logger.removeHandler(progress_handler)
-        root.setLevel(saved_levels[0])
-        absl_logger.setLevel(saved_levels[1])
-        file_handler.close()
+        logging.getLogger("absl").removeHandler(handler)
+        absl_logging.set_verbosity(saved_verbosity)
 
 
 def node_ids(config: PipelineConfig) -> list[str]:
@@ -77,5 +68,5 @@ def run(config: PipelineConfig, progress: ProgressCallback) -> None:
     tfx_pipeline.metadata_connection_config = (
         tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
     )
-    with _logging_to(config.output_dir / LOG_FILE, progress):
+    with _progress_reported(progress):
         tfx.orchestration.LocalDagRunner().run(tfx_pipeline)

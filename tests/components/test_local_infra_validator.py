@@ -92,3 +92,28 @@ def test_executor_marks_a_broken_model_not_blessed(tmp_path, tiny_training, eval
     assert blessing.get_int_custom_property("blessed") == 0
     assert "no_such" in blessing.get_string_custom_property("reason")
     assert (tmp_path / "blessing" / validator.NOT_BLESSED_FILE).exists()
+
+
+class _KerasInModule(tf.Module):
+    """A Keras 3 model exported without tracking its tf.Variables: loads in TF 2, not in TF 1."""
+
+    def __init__(self):
+        super().__init__()
+        import keras
+
+        inputs = keras.Input(shape=(1,), dtype="float32")
+        self.model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+        ones = tf.ones([tf.shape(examples)[0], 1])
+        return {"probability": tf.reshape(self.model(ones), [-1])}
+
+
+def test_model_that_tf_serving_could_not_restore_is_refused(tmp_path, tiny_training):
+    module = _KerasInModule()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    assert "serving_default" in tf.saved_model.load(str(tmp_path)).signatures  # TF 2 is fine
+    with pytest.raises(validator.InfraValidationError, match="Could not find variable"):
+        validator.load_and_query(str(tmp_path), tiny_training.raw_examples[:4],
+                                 ["serving_default"], [])

@@ -81,7 +81,7 @@ def test_hparams_from_a_tuner_config_override_the_defaults():
     assert model.hparams_values(None) == constants.DEFAULT_HPARAMS
 
 
-@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("layers", [1, 2])
 def test_build_model_follows_the_hyperparameters(layers):
     built = model.build_model({**constants.DEFAULT_HPARAMS, constants.HIDDEN_LAYERS: layers})
     dense = [layer for layer in built.layers if layer.__class__.__name__ == "Dense"]
