@@ -69,10 +69,16 @@ def input_fn(
 
 
 def training_kwargs(fn_args: tfx.components.FnArgs) -> dict[str, Any]:
-    """``Model.fit`` arguments shared by the Tuner's trials and the Trainer."""
+    """``Model.fit`` arguments shared by the Tuner's trials and the Trainer.
+
+    Seeds every random source and makes TensorFlow's kernels deterministic, so the same data
+    and seed give the same model: a rerun is comparable with its baseline.
+    """
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     custom_config = fn_args.custom_config or {}
     seed = int(custom_config.get("seed", 0))
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
     epochs = int(custom_config.get("epochs", constants.EPOCHS))
     return {
         "x": input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
@@ -194,12 +200,12 @@ def export_serving_model(
 # Called by the Trainer component (module path in pipeline.pipeline).
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains with the tuned (or default) hyperparameters and exports the serving model."""
-    keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
+    fit_kwargs = training_kwargs(fn_args)
     model = build_model(hparams_values(fn_args.hyperparameters))
     # A fixed number of epochs, no early stopping: the eval split is not used to decide
     # when training ends.
     model.fit(
-        **training_kwargs(fn_args),
+        **fit_kwargs,
         callbacks=[
             keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
             # Epoch metrics go to the run log, not the terminal.

@@ -49,11 +49,15 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             custom_config.get("time_budget_seconds", constants.TUNER_TIME_BUDGET_SECONDS)
         ),
     )
+    fit_kwargs = model.training_kwargs(fn_args)  # seeds before the first trial builds
     tuner = keras_tuner.Tuner(
         oracle=oracle,
         hypermodel=lambda hparams: model.build_model(hparams.values),
         directory=fn_args.working_dir,
         project_name="social_network_ads",
         overwrite=True,
+        # Two trainings per trial: on ~100 eval examples one training's AUC is too noisy
+        # to rank hyperparameters by.
+        executions_per_trial=constants.TUNER_EXECUTIONS_PER_TRIAL,
     )
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=model.training_kwargs(fn_args))
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
