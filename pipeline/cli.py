@@ -94,13 +94,14 @@ def _print_summary(summary: dict[str, Any], summary_path: Path, terminal: TextIO
             f"{overall.get('binary_accuracy', float('nan')):.3f}, "
             f"{overall.get('example_count', 0)} examples"
         )
-    if summary["status"] not in ("input_error", "anomalies"):
-        say(f"  blessed: evaluator={summary['blessed']['evaluator']}, "
-              f"infra_validator={summary['blessed']['infra_validator']}")
+    if summary["status"] != "anomalies":
+        blessed = summary["blessed"]
+        say(f"  blessed: evaluator={blessed['evaluator']}, "
+            f"infra_validator={blessed['infra_validator']}")
         say(f"  baseline: {summary['baseline_model'] or 'none (first blessed model)'}")
     if summary["pushed_model"]:
-        say(f"  pushed: version {summary['pushed_model']['version']} "
-              f"at {summary['pushed_model']['path']}")
+        pushed = summary["pushed_model"]
+        say(f"  pushed: version {pushed['version']} at {pushed['path']}")
     if summary["predictions"]:
         say(f"  predictions: {summary['predictions']}")
     cached = [c["id"] for c in summary["components"] if c["status"] == "cached"]
@@ -122,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int:
     from pipeline import run_log, run_summary
+    from pipeline.config import PipelineConfig
     from pipeline.data import hparams, staging, synthesize
     from pipeline.runners import local
 
@@ -141,8 +143,6 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
         "baseline_model": None, "pushed_model": None, "predictions": None,
     }
     try:
-        from pipeline.config import PipelineConfig
-
         training = staging.stage(Path(data), staged_dir / "examples")
         inference_dir = None
         if args.inference_data is not None:
@@ -168,9 +168,10 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
         return EXIT_INPUT
 
     summary["pipeline_name"] = config.pipeline_name
-    node_ids = local.node_ids(config)
+    node_ids: list[str] = []
     error: BaseException | None = None
     try:
+        node_ids = local.node_ids(config)
         local.run(config, _print_progress(len(node_ids), terminal))
     except Exception as failure:  # every failure still gets a summary and an exit code
         logging.exception("The pipeline run failed.")

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
 
 from pipeline.components.anomalies_gate import AnomaliesGate
-from pipeline.components.atomic_pusher import AtomicPusherExecutor
+from pipeline.components.atomic_pusher import AtomicPusher
 from pipeline.components.local_infra_validator import LocalInfraValidator
 from pipeline.components.predictions_export import PredictionsExport
 from pipeline.config import EVAL_BUCKETS, TRAIN_BUCKETS, PipelineConfig
@@ -36,9 +35,18 @@ def _train_eval_split() -> example_gen_pb2.Output:
     )
 
 
-def _overall_only(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
-    # A plain `threshold` would gate every slice; small slices (a young age band with no
-    # buyers) have meaningless AUCs, so the gates apply to the whole eval set.
+def _overall_gate(
+    lower_bound: float, change_threshold: tfma.GenericChangeThreshold | None = None
+) -> list[tfma.PerSliceMetricThreshold]:
+    """A value floor (and optional change threshold) on the whole eval set only.
+
+    A plain `threshold` would gate every slice; small slices (a young age band with no
+    buyers) have meaningless AUCs.
+    """
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+        change_threshold=change_threshold,
+    )
     return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
 
 
@@ -68,24 +76,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExampleCount"),
                 tfma.MetricConfig(
                     class_name="AUC",
-                    per_slice_thresholds=_overall_only(
-                        tfma.MetricThreshold(
-                            value_threshold=tfma.GenericValueThreshold(
-                                lower_bound={"value": config.min_auc}
-                            ),
-                            change_threshold=no_regression,
-                        )
-                    ),
+                    per_slice_thresholds=_overall_gate(config.min_auc, no_regression),
                 ),
                 tfma.MetricConfig(
                     class_name="BinaryAccuracy",
-                    per_slice_thresholds=_overall_only(
-                        tfma.MetricThreshold(
-                            value_threshold=tfma.GenericValueThreshold(
-                                lower_bound={"value": config.min_binary_accuracy}
-                            )
-                        )
-                    ),
+                    per_slice_thresholds=_overall_gate(config.min_binary_accuracy),
                 ),
                 tfma.MetricConfig(class_name="CalibrationPlot"),
                 tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
@@ -191,7 +186,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=60),
     ).with_id("InfraValidator")
 
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_validator.outputs["blessing"],
@@ -200,8 +195,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 base_directory=str(config.serving_model_dir)
             )
         ),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
-    )
+    ).with_id("Pusher")
 
     if config.inference_data_dir is not None:
         inference_example_gen = tfx.components.CsvExampleGen(

@@ -46,17 +46,23 @@ class RunRecord:
 
     executions: dict[str, _Execution]
 
-    def output_uri(self, node_id: str, key: str) -> str | None:
-        artifacts = self.executions.get(node_id, _Execution("", 0)).outputs.get(key, [])
-        return artifacts[0].uri if artifacts else None
-
-    def output_artifact(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
-        artifacts = self.executions.get(node_id, _Execution("", 0)).outputs.get(key, [])
+    def _first(
+        self, node_id: str, key: str, direction: str
+    ) -> metadata_store_pb2.Artifact | None:
+        execution = self.executions.get(node_id)
+        artifacts = getattr(execution, direction).get(key, []) if execution else []
         return artifacts[0] if artifacts else None
 
+    def output_artifact(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
+        return self._first(node_id, key, "outputs")
+
+    def output_uri(self, node_id: str, key: str) -> str | None:
+        artifact = self._first(node_id, key, "outputs")
+        return artifact.uri if artifact else None
+
     def input_uri(self, node_id: str, key: str) -> str | None:
-        artifacts = self.executions.get(node_id, _Execution("", 0)).inputs.get(key, [])
-        return artifacts[0].uri if artifacts else None
+        artifact = self._first(node_id, key, "inputs")
+        return artifact.uri if artifact else None
 
     def state(self, node_id: str) -> str:
         execution = self.executions.get(node_id)

@@ -21,7 +21,9 @@ from typing import Any
 
 from absl import logging
 from tfx import types
+from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
@@ -97,3 +99,9 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             pushed_destination=str(base_directory / str(version)),
             pushed_version=str(version),
         )
+
+
+class AtomicPusher(Pusher):
+    """TFX's Pusher component with the atomic filesystem executor."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPusherExecutor)

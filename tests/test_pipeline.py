@@ -1,0 +1,76 @@
+"""create_pipeline's wiring, checked on the objects it builds (no run)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline, eval_config
+
+
+def _config(tmp_path, **changes) -> PipelineConfig:
+    return PipelineConfig(output_dir=tmp_path / "out", data_dir=tmp_path / "data",
+                          training_rows=400, **changes)
+
+
+def _components(config):
+    return {component.id: component for component in create_pipeline(config).components}
+
+
+def test_default_pipeline_has_the_whole_standard_flow(tmp_path):
+    components = _components(_config(tmp_path))
+    assert next(iter(components)) == "CsvExampleGen"
+    assert set(components) == {
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+        "AnomaliesGate", "Transform", "Tuner", "Trainer", "latest_blessed_model_resolver",
+        "Evaluator", "InfraValidator", "Pusher", "BulkInferrer", "PredictionsExport",
+    }
+
+
+def test_training_waits_for_the_anomalies_gate(tmp_path):
+    components = _components(_config(tmp_path))
+    assert components["AnomaliesGate"] in components["Transform"].upstream_nodes
+    # Validation and Transform read the curated schema, not the inferred one.
+    for node in ("ExampleValidator", "Transform", "Trainer"):
+        assert components[node].inputs["schema"].producer_component_id == "ImportSchemaGen"
+
+
+def test_pusher_needs_both_blessings(tmp_path):
+    pusher = _components(_config(tmp_path))["Pusher"]
+    assert pusher.inputs["model_blessing"].producer_component_id == "Evaluator"
+    assert pusher.inputs["infra_blessing"].producer_component_id == "InfraValidator"
+    destination = json.loads(pusher.exec_properties["push_destination"])
+    assert destination["filesystem"]["base_directory"] == str(
+        tmp_path / "out" / "serving" / "social_network_ads"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "present", "absent"),
+    [({"tune": False}, set(), {"Tuner", "hparams_importer"}),
+     ({"hparams_dir": Path("/h")}, {"hparams_importer"}, {"Tuner"}),
+     ({"inference_data_dir": Path("/i")}, {"InferenceExampleGen"}, set())],
+)
+def test_optional_components(tmp_path, changes, present, absent):
+    ids = set(_components(_config(tmp_path, **changes)))
+    assert present <= ids and not absent & ids
+
+
+def test_training_steps_follow_the_data_size(tmp_path):
+    # 400 rows -> ~300 train rows -> 10 batches of 32 per epoch.
+    trainer = _components(_config(tmp_path))["Trainer"]
+    assert json.loads(trainer.exec_properties["train_args"])["num_steps"] == 10 * 20
+
+
+def test_evaluator_gates_only_the_overall_slice(tmp_path):
+    config = eval_config(_config(tmp_path, min_auc=0.9))
+    gated = {m.class_name: m for m in config.metrics_specs[0].metrics if m.per_slice_thresholds}
+    assert set(gated) == {"AUC", "BinaryAccuracy"}
+    auc = gated["AUC"].per_slice_thresholds[0]
+    assert [str(spec) for spec in auc.slicing_specs] == [""]  # the overall slice
+    assert auc.threshold.value_threshold.lower_bound.value == 0.9
+    assert auc.threshold.HasField("change_threshold")
+    assert {tuple(spec.feature_keys) for spec in config.slicing_specs} == {
+        (), ("gender",), ("age_band_xf",)
+    }
