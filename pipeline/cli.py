@@ -86,7 +86,7 @@ def _print_summary(summary: dict[str, Any], summary_path: Path, terminal: TextIO
     def say(line: str) -> None:
         print(line, file=terminal)
 
-    overall = summary["metrics"].get("overall", {})
+    overall = summary["metrics"]["overall"]
     say(f"\n{summary['status']} in {summary['seconds']:.1f}s")
     if overall:
         say(
@@ -138,7 +138,7 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
     summary: dict[str, Any] = {
         "pipeline_name": None, "status": "input_error", "exit_code": EXIT_INPUT,
         "data": str(data), "started_at": started_at.isoformat(), "seconds": 0.0,
-        "components": [], "anomalies": [], "metrics": {},
+        "components": [], "anomalies": [], "metrics": run_summary.no_metrics(),
         "blessed": {"evaluator": False, "infra_validator": False},
         "baseline_model": None, "pushed_model": None, "predictions": None,
     }

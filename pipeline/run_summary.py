@@ -151,9 +151,13 @@ def _slice_name(slice_key) -> str:
     return ",".join(parts)
 
 
+def no_metrics() -> dict[str, Any]:
+    return {"overall": {}, "slices": {}}
+
+
 def read_metrics(evaluation_uri: str) -> dict[str, Any]:
     """``{"overall": {...}, "slices": {"gender=Female": {...}}}`` for the candidate model."""
-    metrics: dict[str, Any] = {"overall": {}, "slices": {}}
+    metrics = no_metrics()
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
         values = {}
         for key_and_value in metrics_for_slice.metric_keys_and_values:
@@ -204,7 +208,7 @@ def describe(record: RunRecord, node_ids: list[str]) -> dict[str, Any]:
         ],
         "anomalies": read_anomalies(anomalies_uri) if anomalies_uri else [],
         "metrics": read_metrics(evaluation_uri)
-        if evaluation_uri and record.state("Evaluator") != "failed" else {},
+        if evaluation_uri and record.state("Evaluator") != "failed" else no_metrics(),
         "blessed": {
             "evaluator": _int_property(evaluator_blessing, "blessed") == 1,
             "infra_validator": _int_property(infra_blessing, "blessed") == 1,

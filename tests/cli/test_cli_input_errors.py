@@ -40,6 +40,7 @@ def test_bad_training_data(tmp_path, capsys, content, expected):
     assert len(stderr) == 1 and expected in stderr[0] and str(data) in stderr[0]
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["status"] == "input_error" and summary["exit_code"] == 2
+    assert summary["metrics"] == {"overall": {}, "slices": {}}
     assert summary["pushed_model"] is None
     assert not (output / "serving").exists()
     assert not (output / "metadata.sqlite").exists()  # the pipeline never started
