@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.config import TF_SERVING_TAG
+
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ANOMALIES, EXIT_NOT_BLESSED = 0, 1, 2, 3, 4
 DEFAULT_OUTPUT = Path("output")
 DEFAULT_SYNTHETIC_ROWS = 400
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="training and tuning seed")
 
+    _add_compile_parser(commands)
+    _add_submit_parsers(commands)
+
     data = commands.add_parser("data", help="data tools").add_subparsers(
         dest="data_command", required=True
     )
@@ -67,6 +72,228 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
     synth.add_argument("--out", type=Path, required=True)
     return parser
+
+
+def _required_with_env(parser: argparse.ArgumentParser, flag: str, name: str, text: str) -> None:
+    """A required flag that a ``TFXKFP_<NAME>`` environment variable can supply."""
+    default = _env(name)
+    parser.add_argument(flag, default=default, required=default is None,
+                        help=f"{text} [TFXKFP_{name}]")
+
+
+def _add_compile_parser(commands) -> None:
+    compile_ = commands.add_parser(
+        "compile", help="compile the pipeline for Kubeflow Pipelines 2.x or Vertex AI"
+    )
+    compile_.add_argument("--target", choices=("kfp", "vertex"),
+                          default=_env("TARGET", "kfp"), help="(default: %(default)s)")
+    _required_with_env(compile_, "--image", "IMAGE",
+                       "pipeline image with this package, pinned by tag or digest")
+    _required_with_env(compile_, "--pipeline-root", "PIPELINE_ROOT",
+                       "artifact root the steps write to (gs://..., minio://..., or a "
+                       "path on a volume every step mounts)")
+    _required_with_env(compile_, "--data-root", "DATA_ROOT",
+                       "directory holding the training CSV, with normalised header")
+    _required_with_env(compile_, "--serving-dir", "SERVING_DIR",
+                       "TF Serving model base path the Pusher publishes versions to")
+    compile_.add_argument("--output", type=Path,
+                          help="spec file (default: pipeline.yaml for kfp, pipeline.json "
+                          "for vertex)")
+    compile_.add_argument("--inference-data-root", default=_env("INFERENCE_DATA_ROOT"),
+                          help="directory of an unlabelled CSV to predict for "
+                          "[TFXKFP_INFERENCE_DATA_ROOT]")
+    tuning = compile_.add_mutually_exclusive_group()
+    tuning.add_argument("--no-tune", action="store_true")
+    tuning.add_argument("--hparams-uri", default=_env("HPARAMS_URI"),
+                        help="directory with best_hyperparameters.txt to import instead of "
+                        "tuning [TFXKFP_HPARAMS_URI]")
+    compile_.add_argument("--tf-serving-tag", default=_env("TF_SERVING_TAG", TF_SERVING_TAG),
+                          help="tensorflow/serving image tag for infra validation "
+                          "(default: %(default)s) [TFXKFP_TF_SERVING_TAG]")
+    compile_.add_argument("--serving-service-account",
+                          default=_env("SERVING_SERVICE_ACCOUNT", ""),
+                          help="service account of the InfraValidator's TF Serving pod "
+                          "[TFXKFP_SERVING_SERVICE_ACCOUNT]")
+    for name, default, unit in (("cpu-request", 0.5, "CPUs"), ("cpu-limit", 2.0, "CPUs"),
+                                ("memory-request", 2.0, "GiB"), ("memory-limit", 4.0, "GiB")):
+        env = "STEP_" + name.upper().replace("-", "_")
+        compile_.add_argument(f"--step-{name}", type=float, default=float(_env(env, default)),
+                              help=f"per step container, {unit} (default: %(default)s) "
+                              f"[TFXKFP_{env}]")
+    compile_.add_argument("--beam-runner", choices=("direct", "dataflow"),
+                          default=_env("BEAM_RUNNER", "direct"),
+                          help="Beam inside the step pod, or on Dataflow (default: "
+                          "%(default)s) [TFXKFP_BEAM_RUNNER]")
+    compile_.add_argument("--dataflow-project", default=_env("DATAFLOW_PROJECT"))
+    compile_.add_argument("--dataflow-region", default=_env("DATAFLOW_REGION"))
+    compile_.add_argument("--dataflow-temp-location", default=_env("DATAFLOW_TEMP_LOCATION"))
+    compile_.add_argument("--no-cache", action="store_true", help="disable step caching")
+    compile_.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+
+def _add_kfp_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=_env("KFP_HOST"),
+                        help="KFP API or UI address, e.g. http://localhost:8080 [TFXKFP_KFP_HOST]")
+    parser.add_argument("--namespace", default=_env("KFP_NAMESPACE"),
+                        help="KFP namespace (multi-user installs) [TFXKFP_KFP_NAMESPACE]")
+    parser.add_argument("--token", default=_env("KFP_TOKEN"),
+                        help="bearer token; default: the kfp client's own credentials "
+                        "(in-cluster service account) [TFXKFP_KFP_TOKEN]")
+
+
+def _add_run_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default=_env("EXPERIMENT", "social-network-ads"),
+                        help="(default: %(default)s) [TFXKFP_EXPERIMENT]")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V",
+                        help="pipeline parameter, repeatable")
+
+
+def _add_submit_parsers(commands) -> None:
+    submit = commands.add_parser("submit", help="start a run of a compiled spec")
+    submit.add_argument("spec", help="pipeline.yaml (kfp) or pipeline.json (vertex)")
+    submit.add_argument("--target", choices=("kfp", "vertex"), default=_env("TARGET", "kfp"))
+    _add_kfp_connection(submit)
+    _add_run_settings(submit)
+    submit.add_argument("--run-name")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the run; exit 1 unless it succeeds")
+    submit.add_argument("--timeout", type=float, default=6 * 3600,
+                        help="with --wait, seconds before giving up (default: %(default)s)")
+    vertex = submit.add_argument_group("vertex")
+    vertex.add_argument("--project", default=_env("VERTEX_PROJECT"),
+                        help="[TFXKFP_VERTEX_PROJECT]")
+    vertex.add_argument("--region", default=_env("VERTEX_REGION"),
+                        help="[TFXKFP_VERTEX_REGION]")
+    vertex.add_argument("--service-account", default=_env("VERTEX_SERVICE_ACCOUNT"),
+                        help="[TFXKFP_VERTEX_SERVICE_ACCOUNT]")
+
+    schedule = commands.add_parser(
+        "schedule", help="recurring runs for continuous training"
+    ).add_subparsers(dest="schedule_command", required=True)
+    create = schedule.add_parser("create", help="run a compiled spec on a cron schedule")
+    create.add_argument("spec")
+    create.add_argument("--cron", required=True,
+                        help="KFP's 6-field cron: second minute hour day month weekday, "
+                        "e.g. '0 0 3 * * *' for 03:00 daily")
+    create.add_argument("--name", required=True)
+    create.add_argument("--max-concurrency", type=int, default=1)
+    _add_kfp_connection(create)
+    _add_run_settings(create)
+    listing = schedule.add_parser("list", help="list recurring runs")
+    _add_kfp_connection(listing)
+    delete = schedule.add_parser("delete", help="delete a recurring run")
+    delete.add_argument("schedule_id")
+    _add_kfp_connection(delete)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pipeline.runners import kubeflow_api, vertex
+
+    try:
+        params = kubeflow_api.parse_params(args.param)
+        if args.target == "vertex":
+            missing = [f for f, v in (("--project", args.project), ("--region", args.region))
+                       if not v]
+            if missing:
+                raise kubeflow_api.InputError(f"--target vertex needs {', '.join(missing)}")
+            url = vertex.submit_vertex(
+                args.spec, project=args.project, region=args.region, params=params,
+                service_account=args.service_account, wait=args.wait,
+            )
+            print(url)
+            return EXIT_OK
+        if not args.host:
+            raise kubeflow_api.InputError("--host (or TFXKFP_KFP_HOST) is required")
+        run = kubeflow_api.submit(
+            args.spec, args.host, namespace=args.namespace, experiment=args.experiment,
+            run_name=args.run_name, params=params, token=args.token, wait=args.wait,
+            timeout_seconds=args.timeout, progress=lambda line: print(line, file=sys.stderr),
+        )
+    except kubeflow_api.KfpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(run.run_url)
+    return EXIT_OK
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from pipeline.runners import kubeflow_api
+
+    try:
+        if not args.host:
+            raise kubeflow_api.InputError("--host (or TFXKFP_KFP_HOST) is required")
+        connection = {"namespace": args.namespace, "token": args.token}
+        if args.schedule_command == "create":
+            schedule_id = kubeflow_api.create_schedule(
+                args.spec, args.host, cron=args.cron, name=args.name,
+                experiment=args.experiment, params=kubeflow_api.parse_params(args.param),
+                max_concurrency=args.max_concurrency, **connection,
+            )
+            print(schedule_id)
+        elif args.schedule_command == "list":
+            for item in kubeflow_api.list_schedules(args.host, **connection):
+                print(f"{item['id']}\t{item['name']}\t{item['cron'] or '-'}\t{item['status']}")
+        else:
+            kubeflow_api.delete_schedule(args.host, args.schedule_id, token=args.token)
+            print(f"deleted {args.schedule_id}")
+    except kubeflow_api.KfpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return EXIT_OK
+
+
+def _beam_args(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.beam_runner == "direct":
+        return ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    missing = [flag for flag, value in (("--dataflow-project", args.dataflow_project),
+                                        ("--dataflow-region", args.dataflow_region),
+                                        ("--dataflow-temp-location", args.dataflow_temp_location))
+               if not value]
+    if missing:
+        raise ValueError(f"--beam-runner dataflow needs {', '.join(missing)}")
+    # Dataflow workers run the pipeline image too: preprocessing_fn lives in this package.
+    return (
+        "--runner=DataflowRunner",
+        f"--project={args.dataflow_project}",
+        f"--region={args.dataflow_region}",
+        f"--temp_location={args.dataflow_temp_location}",
+        f"--sdk_container_image={args.image}",
+        "--experiments=use_runner_v2",
+    )
+
+
+def _compile(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from pipeline.config import PipelineConfig
+    from pipeline.runners import kubeflow
+
+    try:
+        config = PipelineConfig(
+            pipeline_root=args.pipeline_root,
+            data_root=args.data_root,
+            serving_model_dir=args.serving_dir,
+            inference_data_root=args.inference_data_root,
+            hparams_uri=args.hparams_uri,
+            schema_file=kubeflow.IMAGE_SCHEMA_FILE,
+            target=args.target,
+            tune=not args.no_tune,
+            seed=args.seed,
+            tf_serving_tag=args.tf_serving_tag,
+            serving_service_account=args.serving_service_account,
+            step_cpu_request=args.step_cpu_request,
+            step_cpu_limit=args.step_cpu_limit,
+            step_memory_request_gib=args.step_memory_request,
+            step_memory_limit_gib=args.step_memory_limit,
+            enable_cache=not args.no_cache,
+            beam_args=_beam_args(args),
+        )
+        output = args.output or Path("pipeline.yaml" if args.target == "kfp" else "pipeline.json")
+        path = kubeflow.compile_pipeline(config, args.image, output)
+    except ValueError as error:  # CompileError and bad settings
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    print(f"wrote {args.target} pipeline spec to {path}")
+    return EXIT_OK
 
 
 def _print_progress(total: int, terminal: TextIO):
@@ -123,7 +350,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int:
     from pipeline import run_log, run_summary
-    from pipeline.config import PipelineConfig
+    from pipeline.config import PipelineConfig, local_paths
     from pipeline.data import hparams, staging, synthesize
     from pipeline.runners import local
 
@@ -144,20 +371,19 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
     }
     try:
         training = staging.stage(Path(data), staged_dir / "examples")
-        inference_dir = None
+        inference_root = None
         if args.inference_data is not None:
-            inference_dir = staging.stage(
+            inference_root = str(staging.stage(
                 args.inference_data, staged_dir / "inference", labelled=False
-            ).path.parent
-        hparams_dir = None
+            ).path.parent)
+        hparams_uri = None
         if args.hparams is not None:
-            hparams_dir = hparams.stage(args.hparams, staged_dir / "hparams")
+            hparams_uri = str(hparams.stage(args.hparams, staged_dir / "hparams"))
         config = PipelineConfig(
-            output_dir=output,
-            data_dir=training.path.parent,
-            training_rows=training.rows,
-            inference_data_dir=inference_dir,
-            hparams_dir=hparams_dir,
+            **local_paths(output),
+            data_root=str(training.path.parent),
+            inference_data_root=inference_root,
+            hparams_uri=hparams_uri,
             tune=not args.no_tune,
             seed=args.seed,
         )
@@ -172,12 +398,12 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
     error: BaseException | None = None
     try:
         node_ids = local.node_ids(config)
-        local.run(config, _print_progress(len(node_ids), terminal))
+        local.run(config, output, _print_progress(len(node_ids), terminal))
     except Exception as failure:  # every failure still gets a summary and an exit code
         logging.exception("The pipeline run failed.")
         error = failure
 
-    record = run_summary.read_newest_run(config.metadata_path, config.pipeline_name)
+    record = run_summary.read_newest_run(local.metadata_path(output), config.pipeline_name)
     summary.update(run_summary.describe(record, node_ids))
     if error is not None and record.state("AnomaliesGate") == "failed":
         status, code = "anomalies", EXIT_ANOMALIES
@@ -212,9 +438,9 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    return _data_synth(args)
+    commands = {"run": _run, "compile": _compile, "submit": _submit, "schedule": _schedule,
+                "data": _data_synth}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,41 @@
-"""Pipeline settings: one frozen object, built from CLI flags; no I/O at import."""
+"""Pipeline settings: one frozen object, built from CLI flags; no I/O at import.
+
+Locations are strings, not paths: on a cluster they are URIs (``gs://...``) or paths on a
+volume the step pods mount, and the pipeline only passes them on to TFX.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.models import constants
 
+# The curated schema ships inside the package (and so inside the pipeline image).
+CURATED_SCHEMA = Path(__file__).parent / "data" / "schema" / "schema.pbtxt"
+
 PIPELINE_NAME = "social-network-ads"
 MODEL_NAME = "social_network_ads"
 # ExampleGen's split: train:eval = 3:1 by hash buckets.
 TRAIN_BUCKETS, EVAL_BUCKETS = 3, 1
+# Where the pipeline runs decides two flavours: how the baseline model is found and how
+# infra validation runs (see pipeline.pipeline).
+TARGETS = ("local", "kfp", "vertex")
+# The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
+TF_SERVING_TAG = "2.16.1"
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     """Where the run reads and writes, and how hard it trains and judges."""
 
-    output_dir: Path
-    data_dir: Path  # staged training CSV directory (CsvExampleGen input_base)
-    training_rows: int  # rows in the staged CSV; sizes the training steps
-    inference_data_dir: Path | None = None  # staged unlabelled CSV; None: the eval split
-    hparams_dir: Path | None = None  # directory with best_hyperparameters.txt to import
+    pipeline_root: str  # TFX artifacts
+    data_root: str  # directory of the training CSV (CsvExampleGen input_base)
+    serving_model_dir: str  # TF Serving's model base path: integer-named version dirs
+    inference_data_root: str | None = None  # unlabelled CSV directory; None: the eval split
+    hparams_uri: str | None = None  # directory with best_hyperparameters.txt to import
+    schema_file: str = str(CURATED_SCHEMA)  # on a cluster: its path inside the image
+    target: str = "local"
     tune: bool = True
     seed: int = 0
     epochs: int = constants.EPOCHS
@@ -33,6 +46,15 @@ class PipelineConfig:
     min_binary_accuracy: float = 0.75
     max_auc_regression: float = 1e-10
     infra_validation_examples: int = 16
+    tf_serving_tag: str = TF_SERVING_TAG
+    # Cluster runs only: the TF Serving pod's service account (Workload Identity for a
+    # gs:// pipeline root on GKE), and what every step container asks for. A step holds
+    # TensorFlow and Beam in one process: about 1.3-2.5 GiB (benchmarks/).
+    serving_service_account: str = ""
+    step_cpu_request: float = 0.5
+    step_cpu_limit: float = 2.0
+    step_memory_request_gib: float = 2.0
+    step_memory_limit_gib: float = 4.0
     enable_cache: bool = True
     beam_args: tuple[str, ...] = field(
         default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -40,21 +62,14 @@ class PipelineConfig:
     pipeline_name: str = PIPELINE_NAME
     model_name: str = MODEL_NAME
 
-    @property
-    def pipeline_root(self) -> Path:
-        return self.output_dir / "pipeline_root"
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
 
-    @property
-    def metadata_path(self) -> Path:
-        return self.output_dir / "metadata.sqlite"
 
-    @property
-    def serving_model_dir(self) -> Path:
-        """TF Serving's model base path: versions are its integer-named subdirectories."""
-        return self.output_dir / "serving" / self.model_name
-
-    @property
-    def train_steps(self) -> int:
-        """TrainArgs.num_steps: ``epochs`` passes over the (expected) train split."""
-        train_rows = self.training_rows * TRAIN_BUCKETS / (TRAIN_BUCKETS + EVAL_BUCKETS)
-        return max(1, math.ceil(train_rows / constants.BATCH_SIZE)) * self.epochs
+def local_paths(output_dir: Path) -> dict[str, str]:
+    """The local run's layout under one output directory."""
+    return {
+        "pipeline_root": str(output_dir / "pipeline_root"),
+        "serving_model_dir": str(output_dir / "serving" / MODEL_NAME),
+    }

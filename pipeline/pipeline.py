@@ -7,23 +7,23 @@ the pipeline root.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
 
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.atomic_pusher import AtomicPusher
+from pipeline.components.baseline_model import LatestServedModel
+from pipeline.components.evaluator import BaselineAwareEvaluator
+from pipeline.components.infra_validator_component import InfraValidatorComponent
+from pipeline.components.kubernetes_infra_validator import KubernetesInfraValidator
 from pipeline.components.local_infra_validator import LocalInfraValidator
 from pipeline.components.predictions_export import PredictionsExport
 from pipeline.config import EVAL_BUCKETS, TRAIN_BUCKETS, PipelineConfig
 from pipeline.models import features, model
 
-CURATED_SCHEMA = Path(__file__).parent / "data" / "schema" / "schema.pbtxt"
 INFERENCE_SPLIT = "inference"
-# The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
-TF_SERVING_TAG = "2.16.1"
 
 
 def _train_eval_split() -> example_gen_pb2.Output:
@@ -89,10 +89,72 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def _baseline_model(config: PipelineConfig) -> BaseNode:
+    """The node whose ``model`` output is the Evaluator's baseline.
+
+    Open-source KFP cannot run TFX's Resolver, so there the baseline is the newest served
+    model, found by an ordinary step; elsewhere TFX's latest-blessed-model Resolver.
+    """
+    if config.target == "kfp":
+        return LatestServedModel(serving_model_dir=config.serving_model_dir).with_id(
+            "latest_served_model"
+        )
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+
+def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraValidatorComponent:
+    """LOAD_AND_QUERY: TF Serving in a pod on KFP; in process locally and on Vertex.
+
+    Vertex runs steps on managed machines with no Kubernetes API to start a server on,
+    so its step loads the model the way TF Serving does, like the local run.
+    """
+    serving = tfx.proto.TensorFlowServing(tags=[config.tf_serving_tag])
+    validation_spec = infra_validator_pb2.ValidationSpec(max_loading_time_seconds=120)
+    if config.target == "kfp":
+        # TFX's TF Serving client builds requests for signatures that take serialized
+        # examples; the raw-feature signature is checked by the local flavour's tests.
+        request_spec = tfx.proto.RequestSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                signature_names=[model.SERVING_DEFAULT]
+            ),
+            split_name="eval",
+            num_examples=config.infra_validation_examples,
+        )
+        return KubernetesInfraValidator(
+            model=trained_model,
+            examples=examples,
+            serving_spec=tfx.proto.ServingSpec(
+                tensorflow_serving=serving,
+                kubernetes=tfx.proto.KubernetesConfig(
+                    service_account_name=config.serving_service_account
+                ),
+            ),
+            request_spec=request_spec,
+            validation_spec=validation_spec,
+        ).with_id("InfraValidator")
+    return LocalInfraValidator(
+        model=trained_model,
+        examples=examples,
+        serving_spec=tfx.proto.ServingSpec(tensorflow_serving=serving),
+        request_spec=tfx.proto.RequestSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                signature_names=[model.SERVING_DEFAULT, model.SERVING_RAW]
+            ),
+            split_name="eval",
+            num_examples=config.infra_validation_examples,
+        ),
+        validation_spec=validation_spec,
+    ).with_id("InfraValidator")
+
+
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """The whole flow, ExampleGen to BulkInferrer, as TFX intends it wired."""
     example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.data_dir), output_config=_train_eval_split()
+        input_base=config.data_root, output_config=_train_eval_split()
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     # The inferred schema is kept for people to compare against the curated one;
@@ -100,7 +162,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(CURATED_SCHEMA))
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=curated_schema.outputs["schema"],
@@ -120,9 +182,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         anomalies_gate, transform,
     ]
 
-    if config.hparams_dir is not None:
+    if config.hparams_uri is not None:
         hyperparameters = tfx.dsl.Importer(
-            source_uri=str(config.hparams_dir),
+            source_uri=config.hparams_uri,
             artifact_type=tfx.types.standard_artifacts.HyperParameters,
         ).with_id("hparams_importer")
         components.append(hyperparameters)
@@ -133,7 +195,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=curated_schema.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+            train_args=tfx.proto.TrainArgs(),
             custom_config={
                 "seed": config.seed,
                 "epochs": config.epochs,
@@ -152,39 +214,19 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
         hyperparameters=best_hyperparameters,
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         custom_config={"seed": config.seed, "epochs": config.epochs},
     )
 
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-
-    evaluator = tfx.components.Evaluator(
+    baseline = _baseline_model(config)
+    evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
+    ).with_id("Evaluator")
+    infra_validator = _infra_validator(
+        config, trainer.outputs["model"], example_gen.outputs["examples"]
     )
-
-    infra_validator = LocalInfraValidator(
-        model=trainer.outputs["model"],
-        examples=example_gen.outputs["examples"],
-        serving_spec=tfx.proto.ServingSpec(
-            tensorflow_serving=tfx.proto.TensorFlowServing(tags=[TF_SERVING_TAG]),
-            local_docker=tfx.proto.LocalDockerConfig(),
-        ),
-        request_spec=tfx.proto.RequestSpec(
-            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
-                signature_names=[model.SERVING_DEFAULT, model.SERVING_RAW]
-            ),
-            split_name="eval",
-            num_examples=config.infra_validation_examples,
-        ),
-        validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=60),
-    ).with_id("InfraValidator")
 
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
@@ -192,14 +234,14 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         infra_blessing=infra_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=str(config.serving_model_dir)
+                base_directory=config.serving_model_dir
             )
         ),
     ).with_id("Pusher")
 
-    if config.inference_data_dir is not None:
+    if config.inference_data_root is not None:
         inference_example_gen = tfx.components.CsvExampleGen(
-            input_base=str(config.inference_data_dir),
+            input_base=config.inference_data_root,
             output_config=example_gen_pb2.Output(
                 split_config=example_gen_pb2.SplitConfig(splits=[
                     example_gen_pb2.SplitConfig.Split(name=INFERENCE_SPLIT, hash_buckets=1)
@@ -234,12 +276,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     )
 
     components += [
-        trainer, baseline_resolver, evaluator, infra_validator, pusher, bulk_inferrer,
+        trainer, baseline, evaluator, infra_validator, pusher, bulk_inferrer,
         predictions_export,
     ]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
         beam_pipeline_args=list(config.beam_args),

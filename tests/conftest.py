@@ -62,7 +62,7 @@ def tiny_training(tmp_path_factory) -> TinyTraining:
 
     from pipeline.data.synthesize import synthesize
     from pipeline.models import model, preprocessing
-    from pipeline.pipeline import CURATED_SCHEMA
+    from pipeline.config import CURATED_SCHEMA
 
     root = tmp_path_factory.mktemp("tiny")
     schema = io_utils.SchemaReader().read(str(CURATED_SCHEMA))

@@ -1,17 +1,15 @@
 """create_pipeline's wiring, checked on the objects it builds (no run)."""
 
 import json
-from pathlib import Path
-
 import pytest
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, local_paths
 from pipeline.pipeline import create_pipeline, eval_config
 
 
 def _config(tmp_path, **changes) -> PipelineConfig:
-    return PipelineConfig(output_dir=tmp_path / "out", data_dir=tmp_path / "data",
-                          training_rows=400, **changes)
+    return PipelineConfig(**local_paths(tmp_path / "out"), data_root=str(tmp_path / "data"),
+                          **changes)
 
 
 def _components(config):
@@ -49,18 +47,18 @@ def test_pusher_needs_both_blessings(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "present", "absent"),
     [({"tune": False}, set(), {"Tuner", "hparams_importer"}),
-     ({"hparams_dir": Path("/h")}, {"hparams_importer"}, {"Tuner"}),
-     ({"inference_data_dir": Path("/i")}, {"InferenceExampleGen"}, set())],
+     ({"hparams_uri": "/h"}, {"hparams_importer"}, {"Tuner"}),
+     ({"inference_data_root": "/i"}, {"InferenceExampleGen"}, set()),
+     ({"target": "kfp"}, {"latest_served_model"}, {"latest_blessed_model_resolver"})],
 )
 def test_optional_components(tmp_path, changes, present, absent):
     ids = set(_components(_config(tmp_path, **changes)))
     assert present <= ids and not absent & ids
 
 
-def test_training_steps_follow_the_data_size(tmp_path):
-    # 400 rows -> ~300 train rows -> 10 batches of 32 per epoch.
-    trainer = _components(_config(tmp_path))["Trainer"]
-    assert json.loads(trainer.exec_properties["train_args"])["num_steps"] == 10 * 20
+def test_unknown_target_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="target must be one of local, kfp, vertex"):
+        _config(tmp_path, target="argo")
 
 
 def test_evaluator_gates_only_the_overall_slice(tmp_path):

@@ -1,24 +1,25 @@
-"""Pusher executor that makes a model version appear in the serving directory atomically.
+"""Pusher executor that makes a model version appear in the serving directory whole.
 
 TFX's Pusher copies straight into ``<base>/<unix time>/``: TF Serving polling the directory
 can see a half-copied version, and a crash mid-copy leaves a broken version that the next
-push skips over. This executor copies into a hidden ``.partial-<version>`` sibling (TF
-Serving only loads directories named by an integer) and renames it into place, which is
-atomic on a POSIX filesystem (the local run, a shared volume on kind). Leftovers from an
-interrupted push are removed before the next one. Versions always increase, even when two
-pushes fall in the same second, and a model identical to the newest served version is not
-pushed twice: the run reports that version instead.
+push skips over. On a filesystem (the local run, a shared volume on kind) this executor
+copies into a hidden ``.partial-<version>`` sibling (TF Serving only loads directories named
+by an integer) and renames it into place, which is atomic. Object stores (``gs://``) have
+no atomic rename; there the version is written with ``saved_model.pb`` last, the file TF
+Serving needs before it loads a version. Leftovers of an interrupted push are removed
+before the next one. Versions always increase, even when two pushes fall in the same
+second, and a model identical to the newest served version is not pushed twice: the run
+reports that version instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components import Pusher
@@ -29,45 +30,66 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 PARTIAL_PREFIX = ".partial-"
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
-def served_versions(base_directory: Path) -> list[int]:
+def _is_object_store(path: str) -> bool:
+    return "://" in path
+
+
+def served_versions(base_directory: str) -> list[int]:
     """Version numbers TF Serving would consider, oldest first."""
-    if not base_directory.is_dir():
+    if not tf.io.gfile.isdir(base_directory):
         return []
-    return sorted(int(entry.name) for entry in base_directory.iterdir()
-                  if entry.is_dir() and entry.name.isdigit())
+    names = (entry.rstrip("/") for entry in tf.io.gfile.listdir(base_directory))
+    return sorted(int(name) for name in names
+                  if name.isdigit() and tf.io.gfile.isdir(os.path.join(base_directory, name)))
 
 
-def directory_digest(path: Path) -> str:
+def directory_digest(path: str) -> str:
     """Content hash of a directory tree (relative paths and file bytes)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    for directory, _, files in sorted(tf.io.gfile.walk(path)):
+        for name in sorted(files):
+            file = os.path.join(directory, name)
+            digest.update(os.path.relpath(file, path).encode())
+            with tf.io.gfile.GFile(file, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
 
 
-def push_atomically(model_path: Path, base_directory: Path) -> tuple[int, bool]:
+def _publish(model_path: str, base_directory: str, version: int) -> None:
+    final = os.path.join(base_directory, str(version))
+    if _is_object_store(base_directory):
+        io_utils.copy_dir(model_path, final, deny_regex_patterns=[SAVED_MODEL_FILE])
+        io_utils.copy_file(os.path.join(model_path, SAVED_MODEL_FILE),
+                           os.path.join(final, SAVED_MODEL_FILE))
+        return
+    partial = os.path.join(base_directory, f"{PARTIAL_PREFIX}{version}")
+    io_utils.copy_dir(model_path, partial)
+    os.rename(partial, final)
+
+
+def push_atomically(model_path: str, base_directory: str) -> tuple[int, bool]:
     """Publishes ``model_path`` as a new version; returns ``(version, newly_pushed)``."""
-    base_directory.mkdir(parents=True, exist_ok=True)
-    for leftover in base_directory.glob(PARTIAL_PREFIX + "*"):
-        logging.warning("Removing %s left by an interrupted push.", leftover)
-        shutil.rmtree(leftover)
+    tf.io.gfile.makedirs(base_directory)
+    for entry in tf.io.gfile.listdir(base_directory):
+        if entry.startswith(PARTIAL_PREFIX):
+            leftover = os.path.join(base_directory, entry.rstrip("/"))
+            logging.warning("Removing %s left by an interrupted push.", leftover)
+            tf.io.gfile.rmtree(leftover)
     versions = served_versions(base_directory)
-    if versions and directory_digest(base_directory / str(versions[-1])) == directory_digest(
-        model_path
-    ):
+    if versions and directory_digest(
+        os.path.join(base_directory, str(versions[-1]))
+    ) == directory_digest(model_path):
         return versions[-1], False
     version = max(int(time.time()), versions[-1] + 1 if versions else 0)
-    partial = base_directory / f"{PARTIAL_PREFIX}{version}"
-    shutil.copytree(model_path, partial)
-    os.rename(partial, base_directory / str(version))
+    _publish(model_path, base_directory, version)
     return version, True
 
 
 class AtomicPusherExecutor(tfx_pusher_executor.Executor):
-    """TFX Pusher semantics (blessing checks, PushedModel artifact), atomic filesystem push."""
+    """TFX Pusher semantics (blessing checks, PushedModel artifact), whole-version pushes."""
 
     def Do(  # noqa: N802 - TFX executor interface
         self,
@@ -86,9 +108,9 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         proto_utils.json_to_proto(
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
         )
-        base_directory = Path(destination.filesystem.base_directory)
+        base_directory = destination.filesystem.base_directory
         model_path = self.GetModelPath(input_dict)
-        version, newly_pushed = push_atomically(Path(model_path), base_directory)
+        version, newly_pushed = push_atomically(model_path, base_directory)
         logging.info(
             "Model %s version %d at %s.",
             "pushed as" if newly_pushed else "already served as", version, base_directory,
@@ -96,12 +118,12 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         io_utils.copy_dir(model_path, model_push.uri)  # the artifact archives what was pushed
         self._MarkPushed(
             model_push,
-            pushed_destination=str(base_directory / str(version)),
+            pushed_destination=os.path.join(base_directory, str(version)),
             pushed_version=str(version),
         )
 
 
 class AtomicPusher(Pusher):
-    """TFX's Pusher component with the atomic filesystem executor."""
+    """TFX's Pusher component with the whole-version executor."""
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPusherExecutor)

@@ -21,12 +21,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tfx import types
-from tfx.components import InfraValidator
 from tfx.dsl.components.base import base_executor, executor_spec
 from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils, proto_utils
 
+from pipeline.components.infra_validator_component import InfraValidatorComponent
 from pipeline.models import features
 
 BLESSED_FILE = "INFRA_BLESSED"
@@ -178,7 +178,7 @@ class LocalInfraValidatorExecutor(base_executor.BaseExecutor):
         io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE), "")
 
 
-class LocalInfraValidator(InfraValidator):
-    """TFX's InfraValidator component with the in-process LOAD_AND_QUERY executor."""
+class LocalInfraValidator(InfraValidatorComponent):
+    """InfraValidator with the in-process LOAD_AND_QUERY executor."""
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(LocalInfraValidatorExecutor)

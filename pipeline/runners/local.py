@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
@@ -61,12 +62,19 @@ def node_ids(config: PipelineConfig) -> list[str]:
     return [component.id for component in create_pipeline(config).components]
 
 
-def run(config: PipelineConfig, progress: ProgressCallback) -> None:
+def metadata_path(output_dir: Path) -> Path:
+    """The run's ML Metadata store: SQLite, next to everything else the run writes."""
+    return output_dir / "metadata.sqlite"
+
+
+def run(config: PipelineConfig, output_dir: Path, progress: ProgressCallback) -> None:
     """Runs the whole pipeline; raises whatever the failing component raised."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
     tfx_pipeline = create_pipeline(config)
     tfx_pipeline.metadata_connection_config = (
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(metadata_path(output_dir))
+        )
     )
     with _progress_reported(progress):
         tfx.orchestration.LocalDagRunner().run(tfx_pipeline)

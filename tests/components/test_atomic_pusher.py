@@ -1,5 +1,7 @@
 """Versions appear whole, increase, and identical models are not pushed twice."""
 
+import tensorflow as tf
+
 from pipeline.components import atomic_pusher
 
 
@@ -7,30 +9,31 @@ def _model(path, content):
     (path / "variables").mkdir(parents=True)
     (path / "saved_model.pb").write_bytes(content)
     (path / "variables" / "variables.index").write_bytes(b"index" + content)
-    return path
+    return str(path)
 
 
 def test_first_push_creates_an_integer_version(tmp_path):
     model = _model(tmp_path / "m1", b"one")
-    version, pushed = atomic_pusher.push_atomically(model, tmp_path / "serving")
+    version, pushed = atomic_pusher.push_atomically(model, str(tmp_path / "serving"))
     assert pushed
-    assert atomic_pusher.served_versions(tmp_path / "serving") == [version]
+    assert atomic_pusher.served_versions(str(tmp_path / "serving")) == [version]
     assert (tmp_path / "serving" / str(version) / "saved_model.pb").read_bytes() == b"one"
     assert not list((tmp_path / "serving").glob(".partial-*"))
 
 
 def test_identical_model_is_not_pushed_again(tmp_path):
     model = _model(tmp_path / "m1", b"one")
-    first, _ = atomic_pusher.push_atomically(model, tmp_path / "serving")
-    again, pushed = atomic_pusher.push_atomically(model, tmp_path / "serving")
+    first, _ = atomic_pusher.push_atomically(model, str(tmp_path / "serving"))
+    again, pushed = atomic_pusher.push_atomically(model, str(tmp_path / "serving"))
     assert (again, pushed) == (first, False)
 
 
 def test_new_model_gets_a_higher_version_even_within_the_same_second(tmp_path):
-    first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), tmp_path / "s")
-    second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), tmp_path / "s")
+    serving = str(tmp_path / "s")
+    first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), serving)
+    second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), serving)
     assert pushed and second > first
-    assert atomic_pusher.served_versions(tmp_path / "s") == [first, second]  # rollback stays
+    assert atomic_pusher.served_versions(serving) == [first, second]  # rollback stays
 
 
 def test_leftover_of_an_interrupted_push_is_cleaned_and_never_served(tmp_path):
@@ -38,7 +41,18 @@ def test_leftover_of_an_interrupted_push_is_cleaned_and_never_served(tmp_path):
     leftover = serving / f"{atomic_pusher.PARTIAL_PREFIX}123"
     leftover.mkdir(parents=True)
     (leftover / "variables.data").write_bytes(b"half")
-    assert atomic_pusher.served_versions(serving) == []  # TF Serving ignores it
-    version, _ = atomic_pusher.push_atomically(_model(tmp_path / "m", b"x"), serving)
+    assert atomic_pusher.served_versions(str(serving)) == []  # TF Serving ignores it
+    version, _ = atomic_pusher.push_atomically(_model(tmp_path / "m", b"x"), str(serving))
     assert not leftover.exists()
-    assert atomic_pusher.served_versions(serving) == [version]
+    assert atomic_pusher.served_versions(str(serving)) == [version]
+
+
+def test_object_store_push_writes_saved_model_pb_and_keeps_versions(tmp_path):
+    # TensorFlow's in-memory filesystem stands in for gs://: a URI scheme, no atomic rename.
+    serving = "ram://serving-test/social_network_ads"
+    first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), serving)
+    second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), serving)
+    assert pushed and atomic_pusher.served_versions(serving) == [first, second]
+    with tf.io.gfile.GFile(f"{serving}/{second}/saved_model.pb", "rb") as handle:
+        assert handle.read() == b"two"
+    assert tf.io.gfile.exists(f"{serving}/{second}/variables/variables.index")

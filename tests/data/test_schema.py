@@ -6,7 +6,7 @@ import tensorflow_data_validation as tfdv
 from tfx.utils import io_utils
 
 from pipeline.components.anomalies_gate import SCHEMA_DIFF_FILE, read_anomalies
-from pipeline.pipeline import CURATED_SCHEMA
+from pipeline.config import CURATED_SCHEMA
 
 GOOD = {"user_id": [1, 2, 3, 4], "gender": ["Male", "Female", "Male", "Female"],
         "age": [19, 35, 47, 60], "estimated_salary": [19_000, 20_000, 90_000, 150_000],

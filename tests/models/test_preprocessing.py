@@ -8,7 +8,7 @@ from tfx.utils import io_utils
 
 from pipeline.models.features import transformed_name
 from pipeline.models.preprocessing import preprocessing_fn
-from pipeline.pipeline import CURATED_SCHEMA
+from pipeline.config import CURATED_SCHEMA
 
 Z = np.sqrt(3 / 2)  # z-score of the extremes of three evenly spaced values
 

@@ -1,0 +1,47 @@
+"""Finds the baseline model where Kubeflow Pipelines can: the newest version being served.
+
+TFX's latest-blessed-model Resolver compiles to a `resolver` executor, which open-source
+KFP 2.x refuses ("resolver executors not implemented"; only Vertex AI runs them). This
+component is an ordinary container step instead. The model actually being served is the
+right baseline anyway: a new model must be at least as good as what users get today.
+
+It copies the newest integer-named version under the TF Serving base path into its output
+``Model`` artifact (as TFX lays models out, under ``Format-Serving``) and records whether
+there was one. On the first run there is none; the Evaluator then judges on its value
+thresholds alone (see ``pipeline.components.evaluator``).
+"""
+
+import os
+
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.utils import io_utils, path_utils
+
+BASELINE_FOUND_PROPERTY = "baseline_found"
+SOURCE_PROPERTY = "source_version_dir"
+
+
+def newest_version_dir(serving_model_dir: str) -> str | None:
+    """The newest ``<base>/<integer>`` directory holding a SavedModel, if any."""
+    if not tf.io.gfile.isdir(serving_model_dir):
+        return None
+    versions = []
+    for entry in tf.io.gfile.listdir(serving_model_dir):
+        name = entry.rstrip("/")
+        path = os.path.join(serving_model_dir, name)
+        if name.isdigit() and tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+            versions.append((int(name), path))
+    return max(versions)[1] if versions else None
+
+
+@tfx.dsl.components.component
+def LatestServedModel(  # noqa: N802 - TFX component names are class-like
+    serving_model_dir: tfx.dsl.components.Parameter[str],
+    model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+) -> None:
+    """Emits the newest served version as a Model artifact, or an empty one marked absent."""
+    source = newest_version_dir(serving_model_dir)
+    model.set_int_custom_property(BASELINE_FOUND_PROPERTY, int(source is not None))
+    if source is not None:
+        io_utils.copy_dir(source, path_utils.serving_model_dir(model.uri))
+        model.set_string_custom_property(SOURCE_PROPERTY, source)
