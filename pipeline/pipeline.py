@@ -114,16 +114,17 @@ def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraVa
     """
     serving = tfx.proto.TensorFlowServing(tags=[config.tf_serving_tag])
     validation_spec = infra_validator_pb2.ValidationSpec(max_loading_time_seconds=120)
+    # TFX's TF Serving client only builds requests for signatures that take serialized
+    # examples; the in-process flavour queries the raw-feature signature too.
+    signatures = [model.SERVING_DEFAULT]
+    if config.target != "kfp":
+        signatures.append(model.SERVING_RAW)
+    request_spec = tfx.proto.RequestSpec(
+        tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(signature_names=signatures),
+        split_name="eval",
+        num_examples=config.infra_validation_examples,
+    )
     if config.target == "kfp":
-        # TFX's TF Serving client builds requests for signatures that take serialized
-        # examples; the raw-feature signature is checked by the local flavour's tests.
-        request_spec = tfx.proto.RequestSpec(
-            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
-                signature_names=[model.SERVING_DEFAULT]
-            ),
-            split_name="eval",
-            num_examples=config.infra_validation_examples,
-        )
         return KubernetesInfraValidator(
             model=trained_model,
             examples=examples,
@@ -140,13 +141,7 @@ def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraVa
         model=trained_model,
         examples=examples,
         serving_spec=tfx.proto.ServingSpec(tensorflow_serving=serving),
-        request_spec=tfx.proto.RequestSpec(
-            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
-                signature_names=[model.SERVING_DEFAULT, model.SERVING_RAW]
-            ),
-            split_name="eval",
-            num_examples=config.infra_validation_examples,
-        ),
+        request_spec=request_spec,
         validation_spec=validation_spec,
     ).with_id("InfraValidator")
 
