@@ -5,7 +5,7 @@ import pytest
 from pipeline.data.staging import InputError, normalise_column_name, stage
 
 HEADER = "User ID,Gender,Age,EstimatedSalary,Purchased\n"
-GOOD_ROW = "15624510,Male,19,19000,0\n"
+GOOD_ROW = "15600001,Male,23,31000,0\n"
 
 
 def _write(tmp_path, text, name="data.csv"):
@@ -39,7 +39,7 @@ def test_unchanged_content_keeps_the_staged_file_untouched(tmp_path):
     mtime = first.stat().st_mtime_ns
     second = stage(source, tmp_path / "out").path
     assert second.stat().st_mtime_ns == mtime  # ExampleGen's fingerprint includes mtime
-    _write(tmp_path, HEADER + GOOD_ROW + "15810944,Male,35,20000,0\n")
+    _write(tmp_path, HEADER + GOOD_ROW + "15600002,Female,41,72000,1\n")
     assert stage(source, tmp_path / "out").rows == 2
 
 
@@ -59,9 +59,9 @@ def test_inference_data_needs_no_label(tmp_path):
          r"data\.csv: header is one column split by ';'"),
         ("User ID,Gender,EstimatedSalary,Purchased\n1,Male,19000,0\n",
          r"data\.csv: missing column\(s\) age"),
-        (HEADER + "15624510,Male,nineteen,19000,0\n",
+        (HEADER + "15600003,Male,nineteen,31000,0\n",
          r"data\.csv: line 2, column Age: 'nineteen' is not a number"),
-        (HEADER + GOOD_ROW + "15624511,Male,19,0\n",
+        (HEADER + GOOD_ROW + "15600004,Male,23,0\n",
          r"data\.csv: line 3 has 4 fields, the header has 5"),
     ],
     ids=["empty", "blank", "header-only", "semicolons", "missing-column", "non-numeric-age",
