@@ -22,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 import kfp
 import pytest
 import yaml
-from kfp import compiler, dsl
 
 from pipeline.runners import kubeflow_api
 from pipeline.runners.kubeflow_api import (
@@ -39,32 +38,9 @@ from pipeline.runners.kubeflow_api import (
 API = "/apis/v2beta1"
 
 
-# This module keeps real annotations (no `from __future__ import annotations`): kfp reads a
-# component's annotations as its parameter types.
-@dsl.component
-def _add(a: int, b: float) -> float:
-    return a + b
-
-
-@dsl.component
-def _echo(msg: str, flag: bool, items: list, conf: dict) -> str:
-    return msg
-
-
-@dsl.pipeline(name="two-step")
-def _two_step(
-    a: int = 1, b: float = 2.0, msg: str = "hi", flag: bool = False,
-    items: list = [1], conf: dict = {},  # noqa: B006 (KFP pipeline defaults, never mutated)
-):
-    total = _add(a=a, b=b)
-    _echo(msg=msg, flag=flag, items=items, conf=conf).after(total)
-
-
 @pytest.fixture(scope="module")
-def spec_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "two-step.yaml"
-    compiler.Compiler().compile(_two_step, str(path))
-    return path
+def spec_path(two_step_spec) -> Path:
+    return two_step_spec
 
 
 @pytest.fixture(scope="module")

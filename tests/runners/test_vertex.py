@@ -12,7 +12,6 @@ import pytest
 import yaml
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
-from kfp import compiler, dsl
 
 from pipeline.runners import vertex
 from pipeline.runners.kubeflow_api import InputError, ParamError, SpecError
@@ -20,27 +19,9 @@ from pipeline.runners.kubeflow_api import InputError, ParamError, SpecError
 PROJECT, REGION = "demo-project", "europe-west4"
 
 
-@dsl.component
-def _add(a: int, b: float) -> float:
-    return a + b
-
-
-@dsl.component
-def _echo(msg: str, flag: bool) -> str:
-    return msg
-
-
-@dsl.pipeline(name="two-step")
-def _two_step(a: int = 1, b: float = 2.0, msg: str = "hi", flag: bool = False):
-    total = _add(a=a, b=b)
-    _echo(msg=msg, flag=flag).after(total)
-
-
 @pytest.fixture(scope="module")
-def spec_yaml(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "two-step.yaml"
-    compiler.Compiler().compile(_two_step, str(path))
-    return path
+def spec_yaml(two_step_spec) -> Path:
+    return two_step_spec
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +122,7 @@ def test_bad_job_files_are_refused(tmp_path, content, error, message):
 
 @pytest.mark.parametrize("changes, error, message", [
     ({"params": {"epochs": "3"}}, ParamError,
-     "has no parameter 'epochs' (it takes: a, b, flag, msg)"),
+     "has no parameter 'epochs' (it takes: a, b, conf, flag, items, msg)"),
     ({"params": {"a": "1.5"}}, ParamError, "a takes an integer"),
     ({"pipeline_root": "/tmp/root"}, InputError, "'/tmp/root' is not a gs:// path"),
     ({"project": " "}, InputError, "Vertex AI needs a project and a region"),
