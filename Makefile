@@ -19,7 +19,7 @@ setup: $(BIN)/.installed  ## create .venv, install the pinned TFX 1.16 stack and
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip==$(PIP_VERSION)
-	$(PIP_INSTALL) --constraint constraints.txt --editable '.[test,bench]'
+	$(PIP_INSTALL) --constraint constraints.txt --editable '.[test,bench,lint]'
 	touch $@
 
 run: setup  ## run the whole pipeline locally on synthetic data (DATA=path.csv for your own)
@@ -40,7 +40,7 @@ submit: compile  ## compile, then start a run on KFP at TFXKFP_KFP_HOST and foll
 constraints:  ## re-resolve the dependency pins from scratch into constraints.txt
 	rm -rf /tmp/tfxkfp-constraints && $(PYTHON) -m venv /tmp/tfxkfp-constraints
 	/tmp/tfxkfp-constraints/bin/python -m pip install --quiet --ignore-requires-python \
-	  'apache-beam==2.59.0' 'protobuf<5' 'numpy<2' '.[test,bench]'
+	  'apache-beam==2.59.0' 'protobuf<5' 'numpy<2' '.[test,bench,lint]'
 	{ sed -n '1,3p' constraints.txt; /tmp/tfxkfp-constraints/bin/python -m pip freeze \
 	  --exclude-editable | grep -v -E '^(tfx-kfp-gke|pip|setuptools|wheel)[= @]'; } > constraints.new
 	mv constraints.new constraints.txt
