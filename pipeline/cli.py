@@ -90,8 +90,8 @@ def _add_compile_parser(commands) -> None:
     _required_with_env(compile_, "--image", "IMAGE",
                        "pipeline image with this package, pinned by tag or digest")
     _required_with_env(compile_, "--pipeline-root", "PIPELINE_ROOT",
-                       "artifact root the steps write to (gs://..., minio://..., or a "
-                       "path on a volume every step mounts)")
+                       "artifact root the steps write to: gs://... (GKE, Vertex), or "
+                       "minio://... / s3://... (the in-cluster object store of KFP)")
     _required_with_env(compile_, "--data-root", "DATA_ROOT",
                        "directory holding the training CSV, with normalised header")
     _required_with_env(compile_, "--serving-dir", "SERVING_DIR",
@@ -127,6 +127,12 @@ def _add_compile_parser(commands) -> None:
     compile_.add_argument("--dataflow-project", default=_env("DATAFLOW_PROJECT"))
     compile_.add_argument("--dataflow-region", default=_env("DATAFLOW_REGION"))
     compile_.add_argument("--dataflow-temp-location", default=_env("DATAFLOW_TEMP_LOCATION"))
+    compile_.add_argument("--volume-claim", default=_env("VOLUME_CLAIM", ""),
+                          help="kfp: a PersistentVolumeClaim every step mounts, holding the "
+                          "data and serving directories on kind/minikube [TFXKFP_VOLUME_CLAIM]")
+    compile_.add_argument("--volume-mount-path", default=_env("VOLUME_MOUNT_PATH", "/tfx"),
+                          help="where steps mount --volume-claim (default: %(default)s) "
+                          "[TFXKFP_VOLUME_MOUNT_PATH]")
     compile_.add_argument("--no-cache", action="store_true", help="disable step caching")
     compile_.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
@@ -286,6 +292,8 @@ def _compile(args: argparse.Namespace) -> int:
             step_memory_limit_gib=args.step_memory_limit,
             enable_cache=not args.no_cache,
             beam_args=_beam_args(args),
+            volume_claim=args.volume_claim,
+            volume_mount_path=args.volume_mount_path if args.volume_claim else "",
         )
         output = args.output or Path("pipeline.yaml" if args.target == "kfp" else "pipeline.json")
         path = kubeflow.compile_pipeline(config, args.image, output)

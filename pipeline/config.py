@@ -56,6 +56,10 @@ class PipelineConfig:
     step_memory_request_gib: float = 2.0
     step_memory_limit_gib: float = 4.0
     enable_cache: bool = True
+    # kfp only: a PersistentVolumeClaim every step mounts, for what is not an artifact on
+    # kind/minikube (training data, the serving directory, the InfraValidator's model copy).
+    volume_claim: str = ""
+    volume_mount_path: str = ""
     beam_args: tuple[str, ...] = field(
         default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
     )

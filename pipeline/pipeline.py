@@ -89,6 +89,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+# The KFP baseline step, which reads the serving directory rather than its inputs.
+LATEST_SERVED_MODEL_ID = "latest_served_model"
+
+
 def _baseline_model(config: PipelineConfig) -> BaseNode:
     """The node whose ``model`` output is the Evaluator's baseline.
 
@@ -97,7 +101,7 @@ def _baseline_model(config: PipelineConfig) -> BaseNode:
     """
     if config.target == "kfp":
         return LatestServedModel(serving_model_dir=config.serving_model_dir).with_id(
-            "latest_served_model"
+            LATEST_SERVED_MODEL_ID
         )
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -12,9 +12,9 @@ request building and gRPC client, and swaps what starts the model server:
 - it is owned by the step pod, so Kubernetes deletes it with the step even if the step is
   killed before it can clean up;
 - it reads the model from ``gs://`` (TF Serving reads GCS itself; give the pod a Workload
-  Identity service account with ``ServingSpec.kubernetes.service_account_name``) or from the
-  PersistentVolumeClaim that holds the pipeline root on kind/minikube, mounted read-only at
-  the path the step pod mounts it.
+  Identity service account with ``ServingSpec.kubernetes.service_account_name``) or, on
+  kind/minikube, from a copy on the PersistentVolumeClaim every step mounts, mounted
+  read-only at the same path (see ``staging_dir``).
 
 Settings come from TFX's ``ServingSpec``: ``tensorflow_serving.tags`` (or ``digests``)
 choose the image; ``kubernetes.service_account_name``, ``kubernetes.active_deadline_seconds``
@@ -101,8 +101,10 @@ _TMP_SIZE_LIMIT = "64Mi"
 _LOG_TAIL_LINES = 500
 _DELETE_ATTEMPTS = 3
 _MODEL_STATUS_POLL_SECONDS = 1
-# Where the executor stages a model that is not in TF Serving's layout, under the blessing.
+# Where the executor stages the model in TF Serving's layout: under a gs:// blessing, or
+# on the claim (see staging_dir).
 _STAGING_DIR = ".serving-model"
+_CLAIM_STAGING_DIR = ".infra-validation"
 _RBAC_HINT = (
     "the step's service account needs pods create/get/list/watch/delete and pods/log get "
     f"in this namespace (see {__name__})"
@@ -131,12 +133,7 @@ class StepPod:
         """The step pod, from KFP's environment, reading the pod only when its uid is unset."""
         environ = os.environ if environ is None else environ
         namespace = _namespace(environ, namespace_file)
-        name = environ.get(POD_NAME_ENV) or environ.get(HOSTNAME_ENV)
-        if not name:
-            raise KubernetesServingError(
-                f"cannot tell which pod this step runs in: {POD_NAME_ENV} and {HOSTNAME_ENV} "
-                "are unset"
-            )
+        name = step_pod_name(environ)
         uid = environ.get(POD_UID_ENV)
         if not uid:
             try:
@@ -147,6 +144,18 @@ class StepPod:
                     f"{_api_message(error)}"
                 ) from error
         return cls(namespace=namespace, name=name, uid=uid)
+
+
+def step_pod_name(environ: Mapping[str, str] | None = None) -> str:
+    """The name of the pod this step runs in, from KFP's environment or the hostname."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(POD_NAME_ENV) or environ.get(HOSTNAME_ENV)
+    if not name:
+        raise KubernetesServingError(
+            f"cannot tell which pod this step runs in: {POD_NAME_ENV} and {HOSTNAME_ENV} "
+            "are unset"
+        )
+    return name
 
 
 def _namespace(environ: Mapping[str, str], namespace_file: str) -> str:
@@ -204,6 +213,24 @@ def check_model_reachable(model_path: str, model_volume: ModelVolume | None) -> 
     raise KubernetesServingError(
         f"TF Serving cannot read {model_path}: the model must be on gs:// or {where}"
     )
+
+
+def staging_dir(blessing_uri: str, model_volume: ModelVolume | None, pod_name: str) -> str:
+    """Where the model is copied into TF Serving's layout, somewhere the serving pod reads.
+
+    Not the step's temp dir: that is in the step pod's own /tmp. With a ``gs://`` pipeline
+    root, beside the blessing. Otherwise the step holds its artifacts in the KFP launcher's
+    local copy of the object store, so the copy goes onto the claim, in a hidden directory
+    of its own that TF Serving's deployment never scans.
+    """
+    if blessing_uri.startswith("gs://"):
+        return posixpath.join(blessing_uri, _STAGING_DIR)
+    if model_volume is None:
+        raise KubernetesServingError(
+            f"TF Serving cannot read {blessing_uri}: the pipeline root must be on gs://, or "
+            f"{MODEL_PVC_ENV} and {MODEL_PVC_MOUNT_PATH_ENV} must name a claim to stage on"
+        )
+    return posixpath.join(model_volume.mount_path, _CLAIM_STAGING_DIR, pod_name)
 
 
 def check_pinned(image: str) -> str:
@@ -599,9 +626,8 @@ class KubernetesInfraValidatorExecutor(tfx_executor.Executor):
                 f"active_deadline_seconds ({deadline}) must exceed max_loading_time_seconds "
                 f"({validation_spec.max_loading_time_seconds})"
             )
-        self._staging_dir = os.path.join(blessing.uri, _STAGING_DIR)
         self._model_volume = ModelVolume.from_environment()
-        check_model_reachable(self._staging_dir, self._model_volume)
+        self._staging_dir = staging_dir(blessing.uri, self._model_volume, step_pod_name())
         self._core_api = self._connect()
         self._step_pod = StepPod.discover(self._core_api)
         super()._Do(
@@ -610,11 +636,9 @@ class KubernetesInfraValidatorExecutor(tfx_executor.Executor):
         )
 
     def _get_tmp_dir(self) -> str:
-        """Where TFX copies a model that is not in TF Serving's layout: beside the blessing.
+        """Where TFX copies the model into TF Serving's layout: see ``staging_dir``.
 
-        A KFP v2 step's temp dir sits next to its output metadata file in the step pod's own
-        /tmp, which the serving pod cannot read; the blessing is on the pipeline root, which
-        it can. TFX deletes this directory when validation ends.
+        TFX deletes this directory when validation ends.
         """
         return self._staging_dir
 

@@ -3,28 +3,49 @@
 TFX 1.16's KubeflowV2DagRunner writes a PipelineJob JSON (``displayName``, ``pipelineSpec``,
 ``runtimeConfig``): Vertex takes it as is. Open-source KFP takes the ``pipelineSpec`` part
 as a pipeline package, so for ``kfp`` that part is written as YAML with the pipeline root
-as its default. Compiling reads and writes only local files: component code travels in the
-image and is referenced by module path, and no cloud credentials are needed.
+as its default, adapted to what the open-source backend does differently from Vertex:
+
+- the spec uses schema 2.1, the only form of constants the open-source backend resolves;
+- every step runs ``pipeline.runners.kfp_step``, which lets TFX executors use the
+  launcher's local copies of ``minio://``/``s3://`` artifacts (TensorFlow cannot open those
+  schemes) and runs ExampleGen's driver, which Vertex runs as ``lifecycle.preCacheCheck``
+  and the open-source backend ignores;
+- the steps that read outside their inputs are never cached (KFP's cache key cannot see a
+  change there): ExampleGen (new data files) and the baseline lookup (a new push);
+- with ``volume_claim``, a second YAML document (KFP's platform spec) mounts the claim on
+  every step, and its name and mount path reach the InfraValidator through the environment.
+
+Compiling reads and writes only local files: component code travels in the image and is
+referenced by module path, and no cloud credentials are needed.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import yaml
 from tfx import v1 as tfx
 
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_config_pb2
+
 from pipeline import images
+from pipeline.components.kubernetes_infra_validator import MODEL_PVC_ENV, MODEL_PVC_MOUNT_PATH_ENV
 from pipeline.config import CURATED_SCHEMA, PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
 
 # Where the pipeline image keeps this repository (docker/pipeline/Dockerfile), so files the
 # package ships, like the curated schema, have a known path inside step containers.
 IMAGE_SOURCE_ROOT = "/opt/tfx-kfp-gke"
 IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_ROOT}/{CURATED_SCHEMA.relative_to(CURATED_SCHEMA.parents[2])}"
 
+STEP_COMMAND = ("python", "-m", "pipeline.runners.kfp_step")
+# The only pre-cache check TFX compiles: file-based ExampleGen's span/fingerprint driver.
+EXAMPLE_GEN_DRIVER = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+PIPELINE_ROOT_SCHEMES = {"kfp": ("gs://", "minio://", "s3://"), "vertex": ("gs://",)}
 
 
 class CompileError(ValueError):
@@ -37,6 +58,40 @@ def check_pinned_image(image: str) -> None:
         raise CompileError(
             f"image {image!r} is not pinned: give a tag other than 'latest' or a digest"
         )
+
+
+def _under(path: str, directory: str) -> bool:
+    path, directory = posixpath.normpath(path), posixpath.normpath(directory)
+    return posixpath.commonpath([path, directory]) == directory
+
+
+def check_locations(config: PipelineConfig) -> None:
+    """Refuses a pipeline root, data or serving location the step pods could not reach."""
+    schemes = PIPELINE_ROOT_SCHEMES[config.target]
+    if not config.pipeline_root.startswith(schemes):
+        raise CompileError(
+            f"pipeline root {config.pipeline_root!r}: {config.target} needs a "
+            f"{' or '.join(schemes)} URI"
+        )
+    mount = config.volume_mount_path
+    if config.volume_claim:
+        if config.target != "kfp":
+            raise CompileError("volume claim: Vertex AI steps cannot mount a PersistentVolumeClaim")
+        if not posixpath.isabs(mount) or posixpath.normpath(mount) == "/":
+            raise CompileError(f"volume mount path {mount!r}: give an absolute directory, not /")
+    for name, location in (
+        ("data root", config.data_root),
+        ("serving dir", config.serving_model_dir),
+        ("inference data root", config.inference_data_root),
+    ):
+        if location is None or location.startswith("gs://"):
+            continue
+        if config.volume_claim and _under(location, mount):
+            continue
+        volume = f" or a path under the volume mount {mount}" if config.volume_claim else (
+            " (or mount a volume claim and give a path under it)"
+        )
+        raise CompileError(f"{name} {location!r}: step pods cannot read it; give gs://...{volume}")
 
 
 def step_resources(config: PipelineConfig) -> dict[str, Any]:
@@ -59,8 +114,16 @@ def step_resources(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _pipeline_job(config: PipelineConfig, image: str) -> dict[str, Any]:
+    open_source = config.target == "kfp"
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image)
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image,
+            default_commands=list(STEP_COMMAND) if open_source else None,
+            # Open-source KFP resolves only schema 2.1 constants (``runtimeValue.constant``)
+            # and sends only ``parameterValues``, which TFX reads when given the inputs spec
+            # that 2.1 adds to every step's arguments.
+            use_pipeline_spec_2_1=open_source,
+        )
     )
     job = runner.run(create_pipeline(config), write_out=False)
     # Set here rather than per component: TFX's compiler drops per-component resources
@@ -71,11 +134,57 @@ def _pipeline_job(config: PipelineConfig, image: str) -> dict[str, Any]:
     return job
 
 
+def _adapt_to_open_source_kfp(spec: dict[str, Any], config: PipelineConfig) -> None:
+    """Step command, ExampleGen's driver and caching, as the module docstring says."""
+    executors = spec["deploymentSpec"]["executors"]
+    driven = set()
+    for label, executor in executors.items():
+        container = executor.get("container")
+        if container is None:  # importers run inside the KFP backend
+            continue
+        lifecycle = container.pop("lifecycle", None)
+        if lifecycle is not None:
+            if lifecycle["preCacheCheck"]["command"][-1] != EXAMPLE_GEN_DRIVER:
+                raise CompileError(f"{label}: unknown pre-cache check {lifecycle}")
+            container["args"].append("--pre_cache_check")
+            driven.add(label)
+        if config.volume_claim:
+            container["env"] = [
+                {"name": MODEL_PVC_ENV, "value": config.volume_claim},
+                {"name": MODEL_PVC_MOUNT_PATH_ENV, "value": config.volume_mount_path},
+            ]
+    components = spec["components"]
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        executor_label = components[task["componentRef"]["name"]].get("executorLabel")
+        if executor_label in driven or name == LATEST_SERVED_MODEL_ID:
+            task["cachingOptions"] = {"enableCache": False}
+
+
+def platform_spec(spec: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    """KFP's platform spec mounting ``config.volume_claim`` on every container step.
+
+    Built with kfp-kubernetes' own message, in the form its ``mount_pvc`` writes (the claim
+    as a parameter, and again in the field older backends read).
+    """
+    mount = k8s_config_pb2.PvcMount(
+        constant=config.volume_claim, mount_path=config.volume_mount_path
+    )
+    mount.pvc_name_parameter.runtime_value.constant.string_value = config.volume_claim
+    executor_config = k8s_config_pb2.KubernetesExecutorConfig(pvc_mount=[mount])
+    executors = {
+        label: json_format.MessageToDict(executor_config)
+        for label, executor in spec["deploymentSpec"]["executors"].items()
+        if "container" in executor
+    }
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
 def compile_pipeline(config: PipelineConfig, image: str, output: Path) -> Path:
     """Writes the ``config.target`` spec to ``output``; returns the path."""
     if config.target not in ("kfp", "vertex"):
         raise CompileError(f"target must be kfp or vertex, got {config.target!r}")
     check_pinned_image(image)
+    check_locations(config)
     job = _pipeline_job(config, image)
     output.parent.mkdir(parents=True, exist_ok=True)
     if config.target == "vertex":
@@ -83,5 +192,7 @@ def compile_pipeline(config: PipelineConfig, image: str, output: Path) -> Path:
         return output
     spec = job["pipelineSpec"]
     spec["defaultPipelineRoot"] = config.pipeline_root
-    output.write_text(yaml.safe_dump(spec, sort_keys=True))
+    _adapt_to_open_source_kfp(spec, config)
+    documents = [spec, platform_spec(spec, config)] if config.volume_claim else [spec]
+    output.write_text(yaml.safe_dump_all(documents, sort_keys=True))
     return output

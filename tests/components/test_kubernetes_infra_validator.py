@@ -633,12 +633,16 @@ def _run_executor(tmp_path: Path, server: FakeApiServer, spec, max_loading_secon
 
 @pytest.fixture
 def step_environment(monkeypatch, tmp_path):
-    """A KFP v2 step's environment, with the pipeline root on a claim mounted at tmp_path."""
+    """A KFP v2 step's environment with a claim mounted at tmp_path/volume.
+
+    The artifacts are outside the claim, as in the KFP launcher's local copy of the object
+    store on kind/minikube.
+    """
     monkeypatch.setenv("KFP_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("KFP_POD_NAME", STEP_POD.name)
     monkeypatch.setenv("KFP_POD_UID", STEP_POD.uid)
-    monkeypatch.setenv("TFXKFP_MODEL_PVC", "pipeline-root")
-    monkeypatch.setenv("TFXKFP_MODEL_PVC_MOUNT_PATH", str(tmp_path))
+    monkeypatch.setenv("TFXKFP_MODEL_PVC", "tfx-store")
+    monkeypatch.setenv("TFXKFP_MODEL_PVC_MOUNT_PATH", str(tmp_path / "volume"))
 
 
 def test_executor_stages_the_model_where_the_serving_pod_reads_it(tmp_path, step_environment):
@@ -657,12 +661,23 @@ def test_executor_stages_the_model_where_the_serving_pod_reads_it(tmp_path, step
     [version] = {path.split("/")[0] for path in staged}
     assert staged == [f"{version}/saved_model.pb"] * 2
     base_path = server.created[0]["spec"]["containers"][0]["args"][-1]
-    assert base_path == f"--model_base_path={tmp_path}/blessing/.serving-model/social_network_ads"
+    staging = tmp_path / "volume" / ".infra-validation" / STEP_POD.name
+    assert base_path == f"--model_base_path={staging}/social_network_ads"
     assert server.created[0]["spec"]["volumes"][1]["persistentVolumeClaim"] == {
-        "claimName": "pipeline-root", "readOnly": True}
+        "claimName": "tfx-store", "readOnly": True}
     assert (Path(blessing.uri) / "INFRA_NOT_BLESSED").exists()
     assert blessing.get_int_custom_property("blessed") == 0
-    assert not (Path(blessing.uri) / ".serving-model").exists()
+    assert not staging.exists()  # the copy is removed after validation
+
+
+def test_staging_is_beside_a_gcs_blessing_and_needs_no_claim():
+    assert kiv.staging_dir("gs://b/root/blessing", None, "step-1") == (
+        "gs://b/root/blessing/.serving-model"
+    )
+    volume = kiv.ModelVolume(claim_name="tfx-store", mount_path="/tfx")
+    assert kiv.staging_dir("/minio/mlpipeline/v2/artifacts/r/blessing", volume, "step-1") == (
+        "/tfx/.infra-validation/step-1"
+    )
 
 
 @pytest.mark.parametrize("spec, max_loading_seconds, message", [

@@ -7,12 +7,25 @@ from pathlib import Path
 import pytest
 import yaml
 
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
 from pipeline import cli
+from pipeline.components import kubernetes_infra_validator
 from pipeline.config import PipelineConfig
 from pipeline.runners import kubeflow
 
 IMAGE = "europe-west4-docker.pkg.dev/demo/tfxkfp/pipeline:0.1.0"
-GOLDEN = Path(__file__).parent / "golden" / "pipeline-kfp.yaml"
+GOLDEN = Path(__file__).parent / "golden"
+# kind/minikube: KFP's in-cluster object store, and a claim for data and serving directory.
+KIND = {
+    "pipeline_root": "minio://mlpipeline/v2/artifacts",
+    "data_root": "/tfx/data/social_network_ads",
+    "serving_model_dir": "/tfx/serving/social_network_ads",
+    "volume_claim": "tfx-store",
+    "volume_mount_path": "/tfx",
+}
 COMPONENTS = {
     "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
     "AnomaliesGate", "Transform", "Tuner", "Trainer", "latest_served_model", "Evaluator",
@@ -21,14 +34,14 @@ COMPONENTS = {
 
 
 def _config(target="kfp", **changes) -> PipelineConfig:
-    return PipelineConfig(
-        pipeline_root="gs://demo-bucket/pipeline-root",
-        data_root="gs://demo-bucket/data/social_network_ads",
-        serving_model_dir="gs://demo-bucket/serving/social_network_ads",
-        schema_file=kubeflow.IMAGE_SCHEMA_FILE,
-        target=target,
-        **changes,
-    )
+    settings = {
+        "pipeline_root": "gs://demo-bucket/pipeline-root",
+        "data_root": "gs://demo-bucket/data/social_network_ads",
+        "serving_model_dir": "gs://demo-bucket/serving/social_network_ads",
+        "schema_file": kubeflow.IMAGE_SCHEMA_FILE,
+        "target": target,
+    }
+    return PipelineConfig(**{**settings, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +54,13 @@ def kfp_spec_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def kfp_spec(kfp_spec_path) -> dict:
     return yaml.safe_load(kfp_spec_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def kind_spec_path(tmp_path_factory) -> Path:
+    return kubeflow.compile_pipeline(
+        _config(**KIND), IMAGE, tmp_path_factory.mktemp("spec") / "pipeline.yaml"
+    )
 
 
 def _task(spec: dict, name: str) -> dict:
@@ -89,7 +109,7 @@ def test_infra_validator_step_carries_the_kubernetes_serving_spec(kfp_spec):
     assert any(arg.endswith("KubernetesInfraValidatorExecutor") for arg in executor["args"])
     parameters = _task(kfp_spec, "InfraValidator")["inputs"]["parameters"]
     serving_spec = json.loads(
-        parameters["serving_spec"]["runtimeValue"]["constantValue"]["stringValue"]
+        parameters["serving_spec"]["runtimeValue"]["constant"]
     )
     assert "kubernetes" in serving_spec
     assert serving_spec["tensorflow_serving"]["tags"] == ["2.16.1"]
@@ -107,19 +127,92 @@ def test_the_baseline_comes_from_an_ordinary_step(kfp_spec):
 def test_pipeline_root_and_in_image_schema(kfp_spec):
     assert kfp_spec["defaultPipelineRoot"] == "gs://demo-bucket/pipeline-root"
     parameters = _task(kfp_spec, "ImportSchemaGen")["inputs"]["parameters"]
-    schema_file = parameters["schema_file"]["runtimeValue"]["constantValue"]["stringValue"]
+    schema_file = parameters["schema_file"]["runtimeValue"]["constant"]
     assert schema_file == kubeflow.IMAGE_SCHEMA_FILE
 
 
-def test_golden_spec(kfp_spec_path):
+@pytest.mark.parametrize("scenario", ["gke", "kind"])
+def test_golden_spec(scenario, kfp_spec_path, kind_spec_path):
     """Catches unintended spec changes; regenerate with UPDATE_GOLDEN=1 after intended ones."""
-    actual = kfp_spec_path.read_text()
+    actual = {"gke": kfp_spec_path, "kind": kind_spec_path}[scenario].read_text()
+    golden = GOLDEN / f"pipeline-kfp-{scenario}.yaml"
     if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(actual)
-    assert actual == GOLDEN.read_text(), (
-        "compiled spec differs from tests/runners/golden/pipeline-kfp.yaml; if intended, "
-        "rerun with UPDATE_GOLDEN=1 and review the diff"
+        golden.write_text(actual)
+    assert actual == golden.read_text(), (
+        f"compiled spec differs from {golden}; if intended, rerun with UPDATE_GOLDEN=1 and "
+        "review the diff"
     )
+
+
+def test_every_step_runs_the_kfp_step_entrypoint(kfp_spec):
+    for executor in kfp_spec["deploymentSpec"]["executors"].values():
+        if "container" in executor:
+            assert executor["container"]["command"] == list(kubeflow.STEP_COMMAND)
+            assert "lifecycle" not in executor["container"]  # ignored by open-source KFP
+
+
+def test_example_gen_runs_its_driver(kfp_spec):
+    assert "--pre_cache_check" in _executor(kfp_spec, "CsvExampleGen")["container"]["args"]
+    assert "--pre_cache_check" not in _executor(kfp_spec, "Trainer")["container"]["args"]
+
+
+def test_steps_reading_outside_their_inputs_are_never_cached(kfp_spec):
+    for task in ("CsvExampleGen", "latest_served_model"):
+        assert _task(kfp_spec, task)["cachingOptions"] == {"enableCache": False}
+    assert _task(kfp_spec, "Trainer")["cachingOptions"] == {"enableCache": True}
+
+
+def test_the_gke_spec_has_no_platform_spec(kfp_spec_path):
+    assert len(list(yaml.safe_load_all(kfp_spec_path.read_text()))) == 1
+
+
+def test_kind_spec_mounts_the_claim_on_every_step(kind_spec_path):
+    spec, platform = yaml.safe_load_all(kind_spec_path.read_text())
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+    assert spec["defaultPipelineRoot"] == "minio://mlpipeline/v2/artifacts"
+    containers = {label for label, executor in spec["deploymentSpec"]["executors"].items()
+                  if "container" in executor}
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounts) == containers
+    for label in containers:
+        config = json_format.ParseDict(mounts[label], k8s_config_pb2.KubernetesExecutorConfig())
+        [mount] = config.pvc_mount
+        assert mount.mount_path == "/tfx"
+        assert mount.constant == "tfx-store"
+        assert mount.pvc_name_parameter.runtime_value.constant.string_value == "tfx-store"
+        env = spec["deploymentSpec"]["executors"][label]["container"]["env"]
+        assert {e["name"]: e["value"] for e in env} == {
+            kubernetes_infra_validator.MODEL_PVC_ENV: "tfx-store",
+            kubernetes_infra_validator.MODEL_PVC_MOUNT_PATH_ENV: "/tfx",
+        }
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"pipeline_root": "/var/pipeline-root"}, "pipeline root '/var/pipeline-root'"),
+    ({"data_root": "/tfx/data"}, "data root '/tfx/data': step pods cannot read it"),
+    ({**KIND, "serving_model_dir": "/models/x"}, "serving dir '/models/x'.*under the volume"),
+    ({**KIND, "inference_data_root": "/tfxdata"}, "inference data root '/tfxdata'"),
+    ({**KIND, "volume_mount_path": "tfx"}, "volume mount path 'tfx'"),
+])
+def test_locations_step_pods_cannot_reach_are_refused(changes, message, tmp_path):
+    with pytest.raises(kubeflow.CompileError, match=message):
+        kubeflow.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_vertex_cannot_mount_a_claim(tmp_path):
+    with pytest.raises(kubeflow.CompileError, match="Vertex AI steps cannot mount"):
+        kubeflow.compile_pipeline(
+            _config("vertex", volume_claim="tfx-store", volume_mount_path="/tfx",
+                    data_root="/tfx/data"),
+            IMAGE, tmp_path / "p.json",
+        )
+    with pytest.raises(kubeflow.CompileError, match="vertex needs a gs:// URI"):
+        kubeflow.compile_pipeline(
+            _config("vertex", pipeline_root="minio://mlpipeline/v2/artifacts"), IMAGE,
+            tmp_path / "p.json",
+        )
 
 
 def test_vertex_target_keeps_tfx_resolver_and_in_process_infra_validation(tmp_path):
@@ -135,12 +228,10 @@ def test_vertex_target_keeps_tfx_resolver_and_in_process_infra_validation(tmp_pa
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://demo-bucket/pipeline-root"
 
 
-def test_compiling_writes_nothing_to_the_pipeline_root(tmp_path):
-    root = tmp_path / "root"
-    config = PipelineConfig(pipeline_root=str(root), data_root="/data",
-                            serving_model_dir="/models/x", target="kfp")
-    kubeflow.compile_pipeline(config, IMAGE, tmp_path / "spec.yaml")
-    assert not root.exists()
+def test_compiling_writes_nothing_but_the_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kubeflow.compile_pipeline(_config(**KIND), IMAGE, tmp_path / "spec.yaml")
+    assert [path.name for path in tmp_path.iterdir()] == ["spec.yaml"]
 
 
 @pytest.mark.parametrize("image", ["pipeline", "pipeline:latest", "registry:5000/pipeline",
