@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--rows", type=int, default=DEFAULT_SYNTHETIC_ROWS)
     synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
     synth.add_argument("--out", type=Path, required=True)
+    stage = data.add_parser(
+        "stage", help="check a CSV and write it with normalised columns where cluster steps "
+        "read it (DIR/data.csv; copy DIR to gs:// for GKE)")
+    stage.add_argument("source", type=Path)
+    stage.add_argument("--out", type=Path, required=True, metavar="DIR")
     return parser
 
 
@@ -433,6 +438,22 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
     return code
 
 
+def _data(args: argparse.Namespace) -> int:
+    return {"synth": _data_synth, "stage": _data_stage}[args.data_command](args)
+
+
+def _data_stage(args: argparse.Namespace) -> int:
+    from pipeline.data import staging
+
+    try:
+        staged = staging.stage(args.source, args.out)
+    except staging.InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    print(f"wrote {staged.rows} rows to {staged.path}")
+    return EXIT_OK
+
+
 def _data_synth(args: argparse.Namespace) -> int:
     from pipeline.data import synthesize
 
@@ -447,7 +468,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": _run, "compile": _compile, "submit": _submit, "schedule": _schedule,
-                "data": _data_synth}
+                "data": _data}
     return commands[args.command](args)
 
 

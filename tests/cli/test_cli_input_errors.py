@@ -78,3 +78,19 @@ def test_data_synth_writes_the_requested_rows(tmp_path, capsys):
     assert lines[0] == "User ID,Gender,Age,EstimatedSalary,Purchased"
     assert len(lines) == 26
     assert cli.main(["data", "synth", "--rows", "0", "--out", str(out)]) == cli.EXIT_INPUT
+
+
+def test_data_stage_writes_normalised_columns_for_cluster_steps(tmp_path, capsys):
+    source = tmp_path / "raw.csv"
+    source.write_text(HEADER + "7,Male,35,61000,1\n")
+    assert cli.main(["data", "stage", str(source), "--out", str(tmp_path / "data")]) == 0
+    staged = (tmp_path / "data" / "data.csv").read_text().splitlines()
+    assert staged == ["user_id,gender,age,estimated_salary,purchased", "7,Male,35,61000,1"]
+
+
+def test_data_stage_refuses_bad_data_and_writes_nothing(tmp_path, capsys):
+    source = tmp_path / "raw.csv"
+    source.write_text(HEADER + "7,Male,old,61000,1\n")
+    assert cli.main(["data", "stage", str(source), "--out", str(tmp_path / "data")]) == 2
+    assert "column Age: 'old' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
