@@ -9,10 +9,19 @@ BIN = $(VENV)/bin
 # tfx 1.16 declares Python <3.11 although its libraries ship 3.11 wheels (DESIGN.md, Versions).
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --ignore-requires-python
 
-.PHONY: help setup run test test-fast compile submit constraints clean
+# The cluster paths (README, "Run it on Kubernetes"): kind or minikube for the dev loop, GKE.
+KIND_CLUSTER = tfx-kfp-gke
+KIND_STORE = .kind/tfx
+# Settings `make dev-submit` compiles and submits with (TFXKFP_* KEY=value lines).
+PIPELINE_ENV ?= k8s/kind/pipeline.env
+# The dev loop trains untuned: a run per code change should take minutes, not an hour.
+DEV_COMPILE_FLAGS ?= --no-tune
+
+.PHONY: help setup run test test-fast compile submit constraints clean \
+	kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 setup: $(BIN)/.installed  ## create .venv, install the pinned TFX 1.16 stack and this package
 
@@ -44,6 +53,45 @@ constraints:  ## re-resolve the dependency pins from scratch into constraints.tx
 	{ sed -n '1,3p' constraints.txt; /tmp/tfxkfp-constraints/bin/python -m pip freeze \
 	  --exclude-editable | grep -v -E '^(tfx-kfp-gke|pip|setuptools|wheel)[= @]'; } > constraints.new
 	mv constraints.new constraints.txt
+
+kind-up:  ## create the kind cluster with its model store, namespaces and volumes
+	mkdir -p $(KIND_STORE)/data/social_network_ads $(KIND_STORE)/serving/social_network_ads
+	@# Steps and TF Serving run as other uids than yours; skip what a step already created.
+	for dir in $(KIND_STORE) $(KIND_STORE)/data $(KIND_STORE)/data/social_network_ads \
+	    $(KIND_STORE)/serving $(KIND_STORE)/serving/social_network_ads; do \
+	  if [ -O "$$dir" ]; then chmod a+rwx "$$dir"; fi; done
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config k8s/kind/cluster.yaml
+	kubectl --context kind-$(KIND_CLUSTER) apply -k k8s/overlays/kind
+
+kind-down:  ## delete the kind cluster (the store in .kind/ stays)
+	kind delete cluster --name $(KIND_CLUSTER)
+
+minikube-up:  ## start the minikube profile with its model store, namespaces and volumes
+	k8s/minikube/profile.sh up
+	kubectl --context tfx-kfp-gke apply -k k8s/overlays/minikube
+
+minikube-down:  ## delete the minikube profile (the store in .minikube/ stays)
+	k8s/minikube/profile.sh down
+
+gke-apply:  ## namespaces and the InfraValidator's service account on the current GKE context
+	@! grep -q PROJECT_ID k8s/overlays/gke/params.env || \
+	  { echo "error: set your project in k8s/overlays/gke/params.env" >&2; exit 2; }
+	kubectl apply -k k8s/overlays/gke
+
+dev:  ## skaffold dev on kind: rebuild, redeploy and start a pipeline run on every change
+	skaffold dev -p kind
+
+dev-submit: setup  ## compile with the image skaffold just built and start a run (skaffold's hook)
+	@if [ -n "$$TFXKFP_SKIP_SUBMIT" ]; then echo "TFXKFP_SKIP_SUBMIT is set: no run"; exit 0; fi; \
+	! grep -qE '(BUCKET|PROJECT_ID)' $(PIPELINE_ENV) || \
+	  { echo "error: $(PIPELINE_ENV): replace the BUCKET/PROJECT_ID placeholders" >&2; exit 2; }; \
+	set -a; . ./$(PIPELINE_ENV); set +a; \
+	image=$$(cat build/pipeline-image.txt) || exit 2; \
+	for attempt in $$(seq 60); do \
+	  curl -fsS -o /dev/null "$$TFXKFP_KFP_HOST/apis/v2beta1/healthz" && break; sleep 5; done; \
+	$(BIN)/tfxkfp compile --target kfp --image "$$image" $(DEV_COMPILE_FLAGS) \
+	  --output build/pipeline-dev.yaml && \
+	$(BIN)/tfxkfp submit build/pipeline-dev.yaml --run-name "skaffold $$image"
 
 clean:  ## remove the virtualenv and local run output
 	rm -rf $(VENV) $(OUTPUT)
