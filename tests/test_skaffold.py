@@ -49,6 +49,15 @@ def _apply(config: dict, profile: str) -> dict:
     return result
 
 
+def _merged(base: dict, override: dict) -> dict:
+    """Helm's merge of a values file over the chart's values."""
+    result = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = _merged(result[key], value) if both_maps else value
+    return result
+
+
 def _make_targets() -> set[str]:
     makefile = (REPO / "Makefile").read_text()
     return set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.MULTILINE))
@@ -136,3 +145,18 @@ def test_port_forwards_name_services_the_charts_render():
     }
     ui_service = (REPO / "helm" / "kfp" / "templates" / "_helpers.tpl").read_text()
     assert 'define "kfp.ui.serviceName" -}}ml-pipeline-ui' in ui_service
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_values_set_by_skaffold_are_keys_the_charts_define(profile):
+    app = _apply(_configs()[1], profile)
+    for release in app["deploy"]["helm"]["releases"]:
+        defaults = yaml.safe_load((REPO / release["chartPath"] / "values.yaml").read_text())
+        for values_file in release["valuesFiles"]:
+            defaults = _merged(defaults, yaml.safe_load((REPO / values_file).read_text()))
+        keys = {**release.get("setValues", {}), **release.get("setValueTemplates", {})}
+        for dotted in keys:
+            node = defaults
+            for part in dotted.split("."):
+                assert isinstance(node, dict) and part in node, (release["name"], dotted)
+                node = node[part]
