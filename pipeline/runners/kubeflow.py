@@ -40,7 +40,7 @@ from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
 # Where the pipeline image keeps this repository (docker/pipeline/Dockerfile), so files the
 # package ships, like the curated schema, have a known path inside step containers.
 IMAGE_SOURCE_ROOT = "/opt/tfx-kfp-gke"
-IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_ROOT}/{CURATED_SCHEMA.relative_to(CURATED_SCHEMA.parents[2])}"
+IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_ROOT}/{CURATED_SCHEMA.relative_to(CURATED_SCHEMA.parents[3])}"
 
 STEP_COMMAND = ("python", "-m", "pipeline.runners.kfp_step")
 # The only pre-cache check TFX compiles: file-based ExampleGen's span/fingerprint driver.
