@@ -8,6 +8,7 @@ pushed, 1 anything else. Every ``run`` writes ``<output>/run_summary.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
@@ -16,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.config import TF_SERVING_TAG
+from pipeline.config import DEFAULT_KEEP_VERSIONS, DEFAULT_RUN_FN, TF_SERVING_TAG
+from pipeline.models import constants
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ANOMALIES, EXIT_NOT_BLESSED = 0, 1, 2, 3, 4
 DEFAULT_OUTPUT = Path("output")
@@ -60,7 +62,24 @@ def _parser() -> argparse.ArgumentParser:
         "imported instead of tuning",
     )
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="training and tuning seed")
+    run.add_argument(
+        "--epochs", type=_at_least(1), default=_env("EPOCHS", str(constants.EPOCHS)),
+        help="passes over the train split per trained network (default: %(default)s) "
+        "[TFXKFP_EPOCHS]",
+    )
+    run.add_argument(
+        "--run-fn", default=_env("RUN_FN", DEFAULT_RUN_FN),
+        help="the Trainer's run_fn as MODULE.FUNCTION, to put another model through the same "
+        "gates (default: %(default)s) [TFXKFP_RUN_FN]",
+    )
+    run.add_argument(
+        "--keep-versions", type=_at_least(0),
+        default=_env("KEEP_VERSIONS", str(DEFAULT_KEEP_VERSIONS)),
+        help="served versions to keep after a push, newest first; 0 keeps all "
+        "(default: %(default)s) [TFXKFP_KEEP_VERSIONS]",
+    )
 
+    _add_rollback_parser(commands)
     _add_compile_parser(commands)
     _add_submit_parsers(commands)
 
@@ -77,6 +96,38 @@ def _parser() -> argparse.ArgumentParser:
     stage.add_argument("source", type=Path)
     stage.add_argument("--out", type=Path, required=True, metavar="DIR")
     return parser
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer no smaller than ``minimum`` (else exit 2)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its error message
+    return parse
+
+
+def _add_rollback_parser(commands) -> None:
+    rollback = commands.add_parser(
+        "rollback", help="serve an earlier model version again (as the newest version)"
+    )
+    rollback.add_argument("--to", type=int, required=True, metavar="VERSION",
+                          help="the served version to restore")
+    where = rollback.add_mutually_exclusive_group()
+    where.add_argument(
+        "--output", type=Path, default=Path(_env("OUTPUT", str(DEFAULT_OUTPUT))),
+        help="output directory of local runs; its serving directory is changed under the "
+        "same lock as a run (default: %(default)s) [TFXKFP_OUTPUT]",
+    )
+    where.add_argument(
+        "--serving-dir",
+        help="any TF Serving model base path instead (directory or gs:// URI); no run lock "
+        "applies, so do not roll back while a pipeline pushes to it",
+    )
 
 
 def _required_with_env(parser: argparse.ArgumentParser, flag: str, name: str, text: str) -> None:
@@ -354,11 +405,18 @@ def _run(args: argparse.Namespace) -> int:
     # Quiet TensorFlow's C++ logging before anything imports TensorFlow: at level 2 it still
     # prints spurious CUDA plugin registration errors on CPU-only machines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from pipeline import run_log
+    from pipeline import locking, run_log
 
     output: Path = args.output.resolve()
-    with run_log.to_file(output) as terminal:
-        return _run_logged(args, output, terminal)
+    try:
+        with locking.exclusive(output, "tfxkfp run"), run_log.to_file(output) as terminal:
+            return _run_logged(args, output, terminal)
+    except locking.LockedError as error:
+        # Like an input error, nothing ran and nothing changed: the fix is in how the
+        # command was started (wait, or another --output). Its summary is not written:
+        # run_summary.json belongs to the run in progress.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int:
@@ -379,7 +437,7 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
         "pipeline_name": None, "status": "input_error", "exit_code": EXIT_INPUT,
         "data": str(data), "started_at": started_at.isoformat(), "seconds": 0.0,
         "components": [], "anomalies": [], "metrics": run_summary.no_metrics(),
-        "blessed": {"evaluator": False, "infra_validator": False},
+        "blessed": {"evaluator": False, "infra_validator": False}, "gate_failures": [],
         "baseline_model": None, "pushed_model": None, "predictions": None,
     }
     try:
@@ -399,9 +457,14 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
             hparams_uri=hparams_uri,
             tune=not args.no_tune,
             seed=args.seed,
+            epochs=args.epochs,
+            run_fn=args.run_fn,
+            keep_versions=args.keep_versions,
         )
     except staging.InputError as error:
         print(f"error: {error}", file=sys.stderr)
+        summary["anomalies"] = [{"feature": feature, "description": str(error)}
+                                for feature in error.features]
         summary["seconds"] = round(time.monotonic() - clock, 3)
         run_summary.write(output, summary)
         return EXIT_INPUT
@@ -433,6 +496,9 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
         status, code = "pushed", EXIT_OK
     else:
         status, code = "not_blessed", EXIT_NOT_BLESSED
+        print("error: the model was not pushed:", file=sys.stderr)
+        for failure in summary["gate_failures"]:
+            print(f"  {failure['gate']}: {failure['reason']}", file=sys.stderr)
     summary.update(status=status, exit_code=code, seconds=round(time.monotonic() - clock, 3))
     _print_summary(summary, run_summary.write(output, summary), terminal)
     return code
@@ -454,6 +520,40 @@ def _data_stage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from pipeline import locking, model_versions
+    from pipeline.config import local_paths
+
+    if args.serving_dir:
+        serving_dir, lock = args.serving_dir, contextlib.nullcontext()
+    else:
+        output = args.output.resolve()
+        if not output.is_dir():
+            print(f"error: {output}: no such output directory", file=sys.stderr)
+            return EXIT_INPUT
+        serving_dir = local_paths(output)["serving_model_dir"]
+        lock = locking.exclusive(output, "tfxkfp rollback")
+    try:
+        with lock:
+            result = model_versions.rollback(serving_dir, args.to)
+    except (locking.LockedError, model_versions.VersionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as error:  # the filesystem or object store failed: one line, exit 1
+        print(f"error: {serving_dir}: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.published_as == result.restored:
+        print(f"{serving_dir}: version {result.restored} is already the newest; nothing changed")
+        return EXIT_OK
+    print(f"{serving_dir}: version {result.restored} is served again as version "
+          f"{result.published_as}")
+    if result.revoked:
+        print(f"  revoked: the models of version(s) {', '.join(map(str, result.revoked))} "
+              "will not be pushed again")
+    return EXIT_OK
+
+
 def _data_synth(args: argparse.Namespace) -> int:
     from pipeline.data import synthesize
 
@@ -467,8 +567,8 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": _run, "compile": _compile, "submit": _submit, "schedule": _schedule,
-                "data": _data}
+    commands = {"run": _run, "rollback": _rollback, "compile": _compile, "submit": _submit,
+                "schedule": _schedule, "data": _data}
     return commands[args.command](args)
 
 

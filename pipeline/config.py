@@ -23,6 +23,10 @@ TRAIN_BUCKETS, EVAL_BUCKETS = 3, 1
 TARGETS = ("local", "kfp", "vertex")
 # The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
 TF_SERVING_TAG = "2.16.1"
+# The Trainer's training and export function, by dotted path (see PipelineConfig.run_fn).
+DEFAULT_RUN_FN = "pipeline.models.model.run_fn"
+# Served versions the Pusher keeps: room for a few rollbacks, bounded disk.
+DEFAULT_KEEP_VERSIONS = 5
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class PipelineConfig:
     tune: bool = True
     seed: int = 0
     epochs: int = constants.EPOCHS
+    # Another model through the same gates: any importable function with run_fn's contract
+    # (FnArgs in, a SavedModel with serving_default and serving_raw written out).
+    run_fn: str = DEFAULT_RUN_FN
+    # The Pusher keeps this many newest versions and retires older ones; 0 keeps all.
+    keep_versions: int = DEFAULT_KEEP_VERSIONS
     tuner_max_trials: int = constants.TUNER_MAX_TRIALS
     tuner_time_budget_seconds: float = constants.TUNER_TIME_BUDGET_SECONDS
     # Evaluator gates: absolute floors, and no regression against the baseline.
@@ -69,6 +78,12 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.keep_versions < 0:
+            raise ValueError(
+                f"keep_versions must be 0 (keep all) or more, got {self.keep_versions}"
+            )
 
 
 def local_paths(output_dir: Path) -> dict[str, str]:

@@ -11,11 +11,16 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
+from tfx.types import standard_component_specs
 
 from pipeline.components.anomalies_gate import AnomaliesGate
-from pipeline.components.atomic_pusher import AtomicPusher
+from pipeline.components.atomic_pusher import KEEP_VERSIONS_KEY, AtomicPusher
 from pipeline.components.baseline_model import LatestServedModel
 from pipeline.components.evaluator import BaselineAwareEvaluator
+from pipeline.components.example_validator import (
+    DriftAwareExampleValidator,
+    LatestIfAnyStrategy,
+)
 from pipeline.components.infra_validator_component import InfraValidatorComponent
 from pipeline.components.kubernetes_infra_validator import KubernetesInfraValidator
 from pipeline.components.local_infra_validator import LocalInfraValidator
@@ -89,25 +94,59 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-# The KFP baseline step, which reads the serving directory rather than its inputs.
+# The baseline step, which reads the serving directory rather than its inputs: never cached.
 LATEST_SERVED_MODEL_ID = "latest_served_model"
+# Transform runs only on spans that passed validation; its pre-transform statistics of the
+# last one are the drift baseline.
+TRANSFORM_ID = "Transform"
 
 
 def _baseline_model(config: PipelineConfig) -> BaseNode:
     """The node whose ``model`` output is the Evaluator's baseline.
 
-    Open-source KFP cannot run TFX's Resolver, so there the baseline is the newest served
-    model, found by an ordinary step; elsewhere TFX's latest-blessed-model Resolver.
+    Locally and on KFP: the newest version in the serving directory, found by an ordinary
+    step. A new model must be at least as good as what users get today, and after a
+    rollback that is the restored model, not the last one blessed. Open-source KFP could
+    not run TFX's Resolver anyway. Vertex keeps TFX's latest-blessed-model Resolver, which
+    it runs natively (after a rollback its baseline stays the last blessed model).
     """
-    if config.target == "kfp":
-        return LatestServedModel(serving_model_dir=config.serving_model_dir).with_id(
-            LATEST_SERVED_MODEL_ID
-        )
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    if config.target == "vertex":
+        return tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+    return LatestServedModel(serving_model_dir=config.serving_model_dir).with_id(
+        LATEST_SERVED_MODEL_ID
+    )
+
+
+def _example_validation(
+    config: PipelineConfig, statistics, schema
+) -> tuple[list[BaseNode], BaseNode]:
+    """ExampleValidator against the curated schema; locally also drift from the last span.
+
+    The drift baseline, the last accepted span's statistics, comes from a Resolver over ML
+    Metadata. Open-source KFP cannot run Resolvers, and Vertex compiles a Resolver to a
+    query by artifact type alone, which would pick up a rejected span's or another
+    pipeline's statistics: on both, validation is against the schema only.
+    """
+    if config.target != "local":
+        return [], tfx.components.ExampleValidator(statistics=statistics, schema=schema)
+    previous_span = tfx.dsl.Resolver(
+        strategy_class=LatestIfAnyStrategy,
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=TRANSFORM_ID,
+            output_key=standard_component_specs.PRE_TRANSFORM_STATS_KEY,
+        ),
+    ).with_id("previous_span_statistics_resolver")
+    validator = DriftAwareExampleValidator(
+        statistics=statistics,
+        schema=schema,
+        baseline_statistics=previous_span.outputs["statistics"],
+    ).with_id("ExampleValidator")
+    return [previous_span], validator
 
 
 def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraValidatorComponent:
@@ -162,9 +201,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
     curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"],
-        schema=curated_schema.outputs["schema"],
+    drift_baseline, example_validator = _example_validation(
+        config, statistics_gen.outputs["statistics"], curated_schema.outputs["schema"]
     )
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
 
@@ -173,12 +211,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schema=curated_schema.outputs["schema"],
         module_file=None,
         preprocessing_fn="pipeline.models.preprocessing.preprocessing_fn",
-    )
+    ).with_id(TRANSFORM_ID)
     transform.add_upstream_node(anomalies_gate)  # no training on anomalous data
 
     components = [
-        example_gen, statistics_gen, schema_gen, curated_schema, example_validator,
-        anomalies_gate, transform,
+        example_gen, statistics_gen, schema_gen, curated_schema, *drift_baseline,
+        example_validator, anomalies_gate, transform,
     ]
 
     if config.hparams_uri is not None:
@@ -208,7 +246,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         best_hyperparameters = None
 
     trainer = tfx.components.Trainer(
-        run_fn="pipeline.models.model.run_fn",
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
@@ -236,6 +274,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 base_directory=config.serving_model_dir
             )
         ),
+        custom_config={KEEP_VERSIONS_KEY: config.keep_versions},
     ).with_id("Pusher")
 
     if config.inference_data_root is not None:

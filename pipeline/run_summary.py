@@ -18,6 +18,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.components.anomalies_gate import read_anomalies
+from pipeline.components.atomic_pusher import NOT_PUSHED_REASON_PROPERTY
+from pipeline.components.baseline_model import BASELINE_FOUND_PROPERTY, SOURCE_PROPERTY
+from pipeline.components.local_infra_validator import REASON_PROPERTY
 from pipeline.components.predictions_export import PREDICTIONS_FILE
 from pipeline.models import features
 
@@ -56,12 +59,11 @@ class RunRecord:
     def output_artifact(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
         return self._first(node_id, key, "outputs")
 
+    def input_artifact(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
+        return self._first(node_id, key, "inputs")
+
     def output_uri(self, node_id: str, key: str) -> str | None:
         artifact = self._first(node_id, key, "outputs")
-        return artifact.uri if artifact else None
-
-    def input_uri(self, node_id: str, key: str) -> str | None:
-        artifact = self._first(node_id, key, "inputs")
         return artifact.uri if artifact else None
 
     def state(self, node_id: str) -> str:
@@ -124,6 +126,54 @@ def _int_property(artifact: metadata_store_pb2.Artifact | None, name: str) -> in
     if artifact is None or name not in artifact.custom_properties:
         return None
     return artifact.custom_properties[name].int_value
+
+
+def _string_property(artifact: metadata_store_pb2.Artifact | None, name: str) -> str:
+    if artifact is None or name not in artifact.custom_properties:
+        return ""
+    return artifact.custom_properties[name].string_value
+
+
+def _baseline(record: RunRecord) -> str | None:
+    """The served version the Evaluator compared against (a Resolver's model: its URI)."""
+    baseline = record.input_artifact("Evaluator", "baseline_model")
+    if baseline is None or _int_property(baseline, BASELINE_FOUND_PROPERTY) == 0:
+        return None
+    return _string_property(baseline, SOURCE_PROPERTY) or baseline.uri
+
+
+def _evaluator_failures(evaluation_uri: str) -> list[str]:
+    """TFMA's failed thresholds, one line each: a floor, or a drop against the baseline."""
+    failures = []
+    for per_slice in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
+        for failure in per_slice.failures:
+            name, value = failure.metric_key.name, failure.metric_value.double_value.value
+            if failure.metric_key.is_diff:
+                failures.append(f"{name} {value:+.4f} against the baseline model (must not drop)")
+            else:
+                floor = failure.metric_threshold.value_threshold.lower_bound.value
+                failures.append(f"{name} {value:.4f} below the floor {floor:g}")
+    return failures
+
+
+def gate_failures(record: RunRecord) -> list[dict[str, str]]:
+    """Why a model that got to the gates was not pushed: ``[{"gate", "reason"}]``."""
+    found = []
+    evaluation_uri = record.output_uri("Evaluator", "evaluation")
+    if evaluation_uri and record.state("Evaluator") == "complete" \
+            and _int_property(record.output_artifact("Evaluator", "blessing"), "blessed") == 0:
+        found += [{"gate": "Evaluator", "reason": reason}
+                  for reason in _evaluator_failures(evaluation_uri)]
+    infra_blessing = record.output_artifact("InfraValidator", "blessing")
+    if _int_property(infra_blessing, "blessed") == 0:
+        found.append({"gate": "InfraValidator",
+                      "reason": _string_property(infra_blessing, REASON_PROPERTY)
+                      or "the model did not serve"})
+    pushed = record.output_artifact("Pusher", "pushed_model")
+    if _string_property(pushed, NOT_PUSHED_REASON_PROPERTY):
+        found.append({"gate": "Pusher",
+                      "reason": _string_property(pushed, NOT_PUSHED_REASON_PROPERTY)})
+    return found
 
 
 def age_band_label(band: int) -> str:
@@ -213,7 +263,8 @@ def describe(record: RunRecord, node_ids: list[str]) -> dict[str, Any]:
             "evaluator": _int_property(evaluator_blessing, "blessed") == 1,
             "infra_validator": _int_property(infra_blessing, "blessed") == 1,
         },
-        "baseline_model": record.input_uri("Evaluator", "baseline_model"),
+        "gate_failures": gate_failures(record),
+        "baseline_model": _baseline(record),
         "pushed_model": pushed_model,
         "predictions": predictions,
     }

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.config import PipelineConfig, local_paths
 from pipeline.pipeline import create_pipeline, eval_config
+from pipeline.runners import local
 
 
 def _config(tmp_path, **changes) -> PipelineConfig:
@@ -20,10 +21,25 @@ def test_default_pipeline_has_the_whole_standard_flow(tmp_path):
     components = _components(_config(tmp_path))
     assert next(iter(components)) == "CsvExampleGen"
     assert set(components) == {
-        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-        "AnomaliesGate", "Transform", "Tuner", "Trainer", "latest_blessed_model_resolver",
-        "Evaluator", "InfraValidator", "Pusher", "BulkInferrer", "PredictionsExport",
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
+        "previous_span_statistics_resolver", "ExampleValidator", "AnomaliesGate", "Transform",
+        "Tuner", "Trainer", "latest_served_model", "Evaluator", "InfraValidator", "Pusher",
+        "BulkInferrer", "PredictionsExport",
     }
+
+
+def test_local_validation_compares_with_the_last_accepted_span(tmp_path):
+    components = _components(_config(tmp_path))
+    baseline = components["ExampleValidator"].inputs["baseline_statistics"]
+    assert baseline.producer_component_id == "previous_span_statistics_resolver"
+    resolved = components["previous_span_statistics_resolver"].raw_inputs["statistics"]
+    # Transform's statistics: only spans that passed the gate reach Transform.
+    assert (resolved.producer_component_id, resolved.output_key) == (
+        "Transform", "pre_transform_stats"
+    )
+    for target in ("kfp", "vertex"):
+        validator = _components(_config(tmp_path, target=target))["ExampleValidator"]
+        assert "baseline_statistics" not in validator.inputs
 
 
 def test_training_waits_for_the_anomalies_gate(tmp_path):
@@ -42,6 +58,7 @@ def test_pusher_needs_both_blessings(tmp_path):
     assert destination["filesystem"]["base_directory"] == str(
         tmp_path / "out" / "serving" / "social_network_ads"
     )
+    assert json.loads(pusher.exec_properties["custom_config"]) == {"keep_versions": 5}
 
 
 @pytest.mark.parametrize(
@@ -49,7 +66,10 @@ def test_pusher_needs_both_blessings(tmp_path):
     [({"tune": False}, set(), {"Tuner", "hparams_importer"}),
      ({"hparams_uri": "/h"}, {"hparams_importer"}, {"Tuner"}),
      ({"inference_data_root": "/i"}, {"InferenceExampleGen"}, set()),
-     ({"target": "kfp"}, {"latest_served_model"}, {"latest_blessed_model_resolver"})],
+     ({"target": "kfp"}, {"latest_served_model"},
+      {"latest_blessed_model_resolver", "previous_span_statistics_resolver"}),
+     ({"target": "vertex"}, {"latest_blessed_model_resolver"},
+      {"latest_served_model", "previous_span_statistics_resolver"})],
 )
 def test_optional_components(tmp_path, changes, present, absent):
     ids = set(_components(_config(tmp_path, **changes)))
@@ -72,3 +92,12 @@ def test_evaluator_gates_only_the_overall_slice(tmp_path):
     assert {tuple(spec.feature_keys) for spec in config.slicing_specs} == {
         (), ("gender",), ("age_band_xf",)
     }
+
+
+def test_local_runs_never_cache_the_served_model_lookup(tmp_path):
+    ir = local.compile_local(_config(tmp_path), tmp_path / "out")
+    caching = {node.pipeline_node.node_info.id:
+               node.pipeline_node.execution_options.caching_options.enable_cache
+               for node in ir.nodes}
+    assert caching.pop("latest_served_model") is False
+    assert all(caching.values())  # everything else is cached as usual

@@ -10,14 +10,35 @@ import glob
 import os
 
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 SCHEMA_DIFF_FILE = "SchemaDiff.pb"
+# Plain words for TFDV reasons whose own wording hides what happened to the data.
+_DRIFT = "drift from the previous span"
+_PLAIN_WORDS = {
+    # TFDV says "between current and previous", not what was compared.
+    anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH: _DRIFT,
+    anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH: _DRIFT,
+    anomalies_pb2.AnomalyInfo.COMPARATOR_NORMALIZED_ABSOLUTE_DIFFERENCE_HIGH: _DRIFT,
+    # "Feature shape dropped": with one CSV cell per feature, some rows have no value.
+    anomalies_pb2.AnomalyInfo.INVALID_FEATURE_SHAPE: "missing values (not one value in every row)",
+}
 
 
 class AnomaliesFoundError(RuntimeError):
     """Raised by the gate; the message lists every anomaly, one per line."""
+
+
+def _describe(info: anomalies_pb2.AnomalyInfo) -> str:
+    """Every reason TFDV gives for one feature, in plain words where TFDV's are not."""
+    if not info.reason:
+        return f"{info.short_description}: {info.description}"
+    return "; ".join(
+        f"{_PLAIN_WORDS.get(reason.type, reason.short_description)}: {reason.description}"
+        for reason in info.reason
+    )
 
 
 def read_anomalies(anomalies_uri: str) -> list[dict[str, str]]:
@@ -27,10 +48,7 @@ def read_anomalies(anomalies_uri: str) -> list[dict[str, str]]:
         split = os.path.basename(os.path.dirname(path))[len("Split-"):]
         anomalies = load_anomalies_binary(path)
         for feature, info in sorted(anomalies.anomaly_info.items()):
-            found.append({
-                "feature": feature,
-                "description": f"{split}: {info.short_description}: {info.description}",
-            })
+            found.append({"feature": feature, "description": f"{split}: {_describe(info)}"})
         if anomalies.HasField("dataset_anomaly_info"):
             info = anomalies.dataset_anomaly_info
             found.append({

@@ -1,22 +1,20 @@
-"""Pusher executor that makes a model version appear in the serving directory whole.
+"""Pusher executor that changes the serving directory only in whole versions.
 
 TFX's Pusher copies straight into ``<base>/<unix time>/``: TF Serving polling the directory
 can see a half-copied version, and a crash mid-copy leaves a broken version that the next
-push skips over. On a filesystem (the local run, a shared volume on kind) this executor
-copies into a hidden ``.partial-<version>`` sibling (TF Serving only loads directories named
-by an integer) and renames it into place, which is atomic. Object stores (``gs://``) have
-no atomic rename; there the version is written with ``saved_model.pb`` last, the file TF
-Serving needs before it loads a version. Leftovers of an interrupted push are removed
-before the next one. Versions always increase, even when two pushes fall in the same
-second, and a model identical to the newest served version is not pushed twice: the run
-reports that version instead.
+push skips over. This executor publishes through ``pipeline.model_versions`` (written under
+a hidden name, then renamed into place; ``saved_model.pb`` last on object stores), removes
+leftovers of an interrupted push first, and afterwards retires versions beyond the newest
+``keep_versions`` (from the component's ``custom_config``; 0 keeps all).
+
+A model identical to the newest served version is not pushed twice: the run reports that
+version instead. A model a rollback revoked is not pushed again at all; the run reports
+why, and the CLI exits as for an unblessed model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
 from typing import Any
 
 import tensorflow as tf
@@ -27,64 +25,40 @@ from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import io_utils, json_utils, proto_utils
 
-PARTIAL_PREFIX = ".partial-"
-SAVED_MODEL_FILE = "saved_model.pb"
+from pipeline import model_versions
 
-
-def _is_object_store(path: str) -> bool:
-    return "://" in path
+KEEP_VERSIONS_KEY = "keep_versions"  # in the component's custom_config
+NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"
 
 
-def served_versions(base_directory: str) -> list[int]:
-    """Version numbers TF Serving would consider, oldest first."""
-    if not tf.io.gfile.isdir(base_directory):
-        return []
-    names = (entry.rstrip("/") for entry in tf.io.gfile.listdir(base_directory))
-    return sorted(int(name) for name in names
-                  if name.isdigit() and tf.io.gfile.isdir(os.path.join(base_directory, name)))
+class RevokedModelError(RuntimeError):
+    """The model is one a rollback replaced; pushing it would undo the rollback."""
 
 
-def directory_digest(path: str) -> str:
-    """Content hash of a directory tree (relative paths and file bytes)."""
-    digest = hashlib.sha256()
-    for directory, _, files in sorted(tf.io.gfile.walk(path)):
-        for name in sorted(files):
-            file = os.path.join(directory, name)
-            digest.update(os.path.relpath(file, path).encode())
-            with tf.io.gfile.GFile(file, "rb") as handle:
-                digest.update(hashlib.sha256(handle.read()).digest())
-    return digest.hexdigest()
-
-
-def _publish(model_path: str, base_directory: str, version: int) -> None:
-    final = os.path.join(base_directory, str(version))
-    if _is_object_store(base_directory):
-        io_utils.copy_dir(model_path, final, deny_regex_patterns=[SAVED_MODEL_FILE])
-        io_utils.copy_file(os.path.join(model_path, SAVED_MODEL_FILE),
-                           os.path.join(final, SAVED_MODEL_FILE))
-        return
-    partial = os.path.join(base_directory, f"{PARTIAL_PREFIX}{version}")
-    io_utils.copy_dir(model_path, partial)
-    os.rename(partial, final)
-
-
-def push_atomically(model_path: str, base_directory: str) -> tuple[int, bool]:
+def push_atomically(
+    model_path: str, base_directory: str, keep_versions: int = 0
+) -> tuple[int, bool]:
     """Publishes ``model_path`` as a new version; returns ``(version, newly_pushed)``."""
     tf.io.gfile.makedirs(base_directory)
-    for entry in tf.io.gfile.listdir(base_directory):
-        if entry.startswith(PARTIAL_PREFIX):
-            leftover = os.path.join(base_directory, entry.rstrip("/"))
-            logging.warning("Removing %s left by an interrupted push.", leftover)
-            tf.io.gfile.rmtree(leftover)
-    versions = served_versions(base_directory)
-    if versions and directory_digest(
-        os.path.join(base_directory, str(versions[-1]))
-    ) == directory_digest(model_path):
+    model_versions.remove_leftovers(base_directory)
+    versions = model_versions.served_versions(base_directory)
+    digest = model_versions.directory_digest(model_path)
+    if versions and model_versions.directory_digest(
+        model_versions.version_path(base_directory, versions[-1])
+    ) == digest:
         return versions[-1], False
-    version = max(int(time.time()), versions[-1] + 1 if versions else 0)
-    _publish(model_path, base_directory, version)
+    revoked = model_versions.revoked_models(base_directory).get(digest)
+    if revoked:
+        raise RevokedModelError(
+            f"this model was version {revoked['version']}, rolled back to version "
+            f"{revoked['restored']} at {revoked['at']}; not pushed again"
+        )
+    version = model_versions.publish(model_path, base_directory)
+    retired = model_versions.retire_old(base_directory, keep_versions)
+    if retired:
+        logging.info("Retired versions %s (keeping the newest %d).", retired, keep_versions)
     return version, True
 
 
@@ -110,7 +84,18 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         )
         base_directory = destination.filesystem.base_directory
         model_path = self.GetModelPath(input_dict)
-        version, newly_pushed = push_atomically(model_path, base_directory)
+        custom_config = json_utils.loads(
+            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null"
+        ) or {}
+        try:
+            version, newly_pushed = push_atomically(
+                model_path, base_directory, int(custom_config.get(KEEP_VERSIONS_KEY, 0))
+            )
+        except RevokedModelError as error:
+            logging.warning("Model not pushed: %s", error)
+            self._MarkNotPushed(model_push)
+            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, str(error))
+            return
         logging.info(
             "Model %s version %d at %s.",
             "pushed as" if newly_pushed else "already served as", version, base_directory,

@@ -1,9 +1,11 @@
-"""Finds the baseline model where Kubeflow Pipelines can: the newest version being served.
+"""Finds the baseline model: the newest version being served.
 
-TFX's latest-blessed-model Resolver compiles to a `resolver` executor, which open-source
-KFP 2.x refuses ("resolver executors not implemented"; only Vertex AI runs them). This
-component is an ordinary container step instead. The model actually being served is the
-right baseline anyway: a new model must be at least as good as what users get today.
+A new model must be at least as good as what users get today, and that is the newest
+version in the serving directory, not the last model blessed: after ``tfxkfp rollback`` the
+two differ. This component is the baseline of local runs and of Kubeflow Pipelines, where it
+is needed anyway: TFX's latest-blessed-model Resolver compiles to a `resolver` executor,
+which open-source KFP 2.x refuses ("resolver executors not implemented"); this is an
+ordinary container step. It reads outside its inputs, so it is never cached.
 
 It copies the newest integer-named version under the TF Serving base path into its output
 ``Model`` artifact (as TFX lays models out, under ``Format-Serving``) and records whether

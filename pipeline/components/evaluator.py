@@ -1,6 +1,6 @@
 """TFX's Evaluator, told apart "no baseline yet" from a baseline model.
 
-With TFX's Resolver an absent baseline is an empty input. A KFP step always produces its
+With TFX's Resolver an absent baseline is an empty input. A component always produces its
 output artifact, so ``LatestServedModel`` marks an empty one instead; this executor drops
 such a baseline before TFX's Evaluator sees it, and the model is judged on the value
 thresholds alone, as TFX does on a first run.

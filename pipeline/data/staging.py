@@ -1,13 +1,17 @@
 """Checks a user's CSV and stages a normalised copy for CsvExampleGen.
 
-Staging catches what would otherwise surface deep inside Beam as a stack trace: a missing
-or empty file, a wrong delimiter, missing columns, ragged rows and non-numeric values. It
-names the file and the column or line in one sentence (``InputError``). What a well-formed
-file can still get wrong (out-of-domain gender, implausible age, missing values) is the
-curated schema's job, checked by ExampleValidator inside the pipeline.
+Staging catches what would otherwise surface deep inside Beam as a stack trace, or not at
+all: a missing or empty file, a wrong delimiter, missing, unknown or duplicated columns, a
+header repeated inside the data (two exports concatenated), ragged rows and non-numeric
+values. It names the file and the column or line in one sentence (``InputError``, which also
+carries the feature for ``run_summary.json``). What a well-formed file can still get wrong
+(out-of-domain gender, implausible age, missing values, drift) is the curated schema's job,
+checked by ExampleValidator inside the pipeline.
 
 Headers are normalised to the schema's snake_case names (``User ID`` -> ``user_id``,
-``EstimatedSalary`` -> ``estimated_salary``); columns the schema does not know are dropped.
+``EstimatedSalary`` -> ``estimated_salary``). A column the schema does not know is refused
+rather than dropped: it usually means the export changed, and the columns next to it may
+have moved too. Inference data may carry the label column; it is dropped.
 The staged file is rewritten only when its content changes, because CsvExampleGen's input
 fingerprint includes the file's modification time: an unchanged file keeps the pipeline
 cache valid.
@@ -27,10 +31,17 @@ TRAINING_COLUMNS = (ID_KEY, *FEATURE_KEYS, LABEL_KEY)
 INFERENCE_COLUMNS = (ID_KEY, *FEATURE_KEYS)
 _NUMERIC_COLUMNS = {ID_KEY, "age", "estimated_salary", LABEL_KEY}
 _OTHER_DELIMITERS = (";", "\t", "|")
+# What an InputError names when the fault is not one column's: the whole file, its
+# header, or one data row.
+FILE, HEADER, ROW = "(file)", "(header)", "(row)"
 
 
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file and the field."""
+
+    def __init__(self, message: str, features: tuple[str, ...] = (FILE,)):
+        super().__init__(message)
+        self.features = features
 
 
 @dataclass(frozen=True)
@@ -59,20 +70,34 @@ def _read_text(source: Path) -> str:
     return text
 
 
-def _column_indexes(source: Path, header: list[str], required: tuple[str, ...]) -> list[int]:
+def _column_indexes(
+    source: Path, header: list[str], required: tuple[str, ...], optional: tuple[str, ...]
+) -> list[int]:
     names = [normalise_column_name(name) for name in header]
     if len(header) == 1:
         for delimiter in _OTHER_DELIMITERS:
             if delimiter in header[0]:
                 raise InputError(
                     f"{source}: header is one column split by {delimiter!r}; "
-                    "expected comma-separated columns"
+                    "expected comma-separated columns", (HEADER,)
                 )
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise InputError(
+            f"{source}: column(s) {', '.join(duplicated)} appear more than once in the header "
+            f"(header: {', '.join(header)})", tuple(duplicated)
+        )
     missing = [column for column in required if column not in names]
     if missing:
         raise InputError(
             f"{source}: missing column(s) {', '.join(missing)} "
-            f"(header: {', '.join(header)})"
+            f"(header: {', '.join(header)})", tuple(missing)
+        )
+    unknown = [name for name in names if name not in required + optional]
+    if unknown:
+        raise InputError(
+            f"{source}: unexpected column(s) {', '.join(unknown)}; expected exactly "
+            f"{', '.join(required)}", tuple(unknown)
         )
     return [names.index(column) for column in required]
 
@@ -86,24 +111,33 @@ def _normalised_number(source: Path, line: int, column: str, value: str) -> str:
         number = float(value)
     except ValueError:
         raise InputError(
-            f"{source}: line {line}, column {column}: {value!r} is not a number"
+            f"{source}: line {line}, column {column}: {value!r} is not a number",
+            (normalise_column_name(column),),
         ) from None
     return str(int(number)) if number.is_integer() else value
 
 
-def read_rows(source: Path, columns: tuple[str, ...]) -> list[list[str]]:
-    """Parses ``source`` and returns its rows restricted to ``columns``, in that order."""
+def read_rows(
+    source: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> list[list[str]]:
+    """Parses ``source`` and returns its rows restricted to ``columns``, in that order.
+
+    ``optional`` columns may be present and are dropped; any other column is refused.
+    """
     reader = csv.reader(io.StringIO(_read_text(source)))
     header = next(reader)
-    indexes = _column_indexes(source, header, columns)
+    indexes = _column_indexes(source, header, columns, optional)
     rows = []
     for record in reader:
         if not any(cell.strip() for cell in record):
             continue  # blank lines are not data
         line = reader.line_num
+        if record == header:
+            raise InputError(f"{source}: line {line} repeats the header", (HEADER,))
         if len(record) != len(header):
             raise InputError(
-                f"{source}: line {line} has {len(record)} fields, the header has {len(header)}"
+                f"{source}: line {line} has {len(record)} fields, the header has {len(header)}",
+                (ROW,),
             )
         row = []
         for column, index in zip(columns, indexes):
@@ -120,7 +154,7 @@ def read_rows(source: Path, columns: tuple[str, ...]) -> list[list[str]]:
 def stage(source: Path, destination_dir: Path, *, labelled: bool = True) -> StagedData:
     """Validates ``source`` and writes ``destination_dir/data.csv`` with normalised columns."""
     columns = TRAINING_COLUMNS if labelled else INFERENCE_COLUMNS
-    rows = read_rows(source, columns)
+    rows = read_rows(source, columns, optional=() if labelled else (LABEL_KEY,))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

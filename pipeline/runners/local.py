@@ -10,9 +10,11 @@ from pathlib import Path
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
+from tfx.dsl.compiler import compiler
+from tfx.proto.orchestration import pipeline_pb2
 
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
 
 # LocalDagRunner announces each node with these absl messages (tfx 1.16,
 # orchestration/local/local_dag_runner.py); they are the only progress signal it gives.
@@ -67,14 +69,29 @@ def metadata_path(output_dir: Path) -> Path:
     return output_dir / "metadata.sqlite"
 
 
-def run(config: PipelineConfig, output_dir: Path, progress: ProgressCallback) -> None:
-    """Runs the whole pipeline; raises whatever the failing component raised."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+def compile_local(config: PipelineConfig, output_dir: Path) -> pipeline_pb2.Pipeline:
+    """The pipeline IR for LocalDagRunner, with the baseline step never cached.
+
+    The baseline step reads the serving directory, which its cache key cannot see: cached,
+    it would hand the Evaluator the version that was newest when it first ran, not the one
+    served now (after a push or a rollback).
+    """
     tfx_pipeline = create_pipeline(config)
     tfx_pipeline.metadata_connection_config = (
         tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(metadata_path(output_dir))
         )
     )
+    ir = compiler.Compiler().compile(tfx_pipeline)
+    for node in ir.nodes:
+        if node.pipeline_node.node_info.id == LATEST_SERVED_MODEL_ID:
+            node.pipeline_node.execution_options.caching_options.enable_cache = False
+    return ir
+
+
+def run(config: PipelineConfig, output_dir: Path, progress: ProgressCallback) -> None:
+    """Runs the whole pipeline; raises whatever the failing component raised."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ir = compile_local(config, output_dir)
     with _progress_reported(progress):
-        tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+        tfx.orchestration.LocalDagRunner().run_with_ir(ir)

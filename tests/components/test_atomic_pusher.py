@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from pipeline import model_versions
 from pipeline.components import atomic_pusher
 
 
@@ -16,7 +17,7 @@ def test_first_push_creates_an_integer_version(tmp_path):
     model = _model(tmp_path / "m1", b"one")
     version, pushed = atomic_pusher.push_atomically(model, str(tmp_path / "serving"))
     assert pushed
-    assert atomic_pusher.served_versions(str(tmp_path / "serving")) == [version]
+    assert model_versions.served_versions(str(tmp_path / "serving")) == [version]
     assert (tmp_path / "serving" / str(version) / "saved_model.pb").read_bytes() == b"one"
     assert not list((tmp_path / "serving").glob(".partial-*"))
 
@@ -33,18 +34,18 @@ def test_new_model_gets_a_higher_version_even_within_the_same_second(tmp_path):
     first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), serving)
     second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), serving)
     assert pushed and second > first
-    assert atomic_pusher.served_versions(serving) == [first, second]  # rollback stays
+    assert model_versions.served_versions(serving) == [first, second]  # rollback stays
 
 
 def test_leftover_of_an_interrupted_push_is_cleaned_and_never_served(tmp_path):
     serving = tmp_path / "serving"
-    leftover = serving / f"{atomic_pusher.PARTIAL_PREFIX}123"
+    leftover = serving / f"{model_versions.PARTIAL_PREFIX}123"
     leftover.mkdir(parents=True)
     (leftover / "variables.data").write_bytes(b"half")
-    assert atomic_pusher.served_versions(str(serving)) == []  # TF Serving ignores it
+    assert model_versions.served_versions(str(serving)) == []  # TF Serving ignores it
     version, _ = atomic_pusher.push_atomically(_model(tmp_path / "m", b"x"), str(serving))
     assert not leftover.exists()
-    assert atomic_pusher.served_versions(str(serving)) == [version]
+    assert model_versions.served_versions(str(serving)) == [version]
 
 
 def test_object_store_push_writes_saved_model_pb_and_keeps_versions(tmp_path):
@@ -52,7 +53,7 @@ def test_object_store_push_writes_saved_model_pb_and_keeps_versions(tmp_path):
     serving = "ram://serving-test/social_network_ads"
     first, _ = atomic_pusher.push_atomically(_model(tmp_path / "m1", b"one"), serving)
     second, pushed = atomic_pusher.push_atomically(_model(tmp_path / "m2", b"two"), serving)
-    assert pushed and atomic_pusher.served_versions(serving) == [first, second]
+    assert pushed and model_versions.served_versions(serving) == [first, second]
     with tf.io.gfile.GFile(f"{serving}/{second}/saved_model.pb", "rb") as handle:
         assert handle.read() == b"two"
     assert tf.io.gfile.exists(f"{serving}/{second}/variables/variables.index")

@@ -24,8 +24,8 @@ def test_header_normalisation(raw, normalised):
 
 
 def test_stages_normalised_columns_in_schema_order(tmp_path):
-    source = _write(tmp_path, "Purchased,Age,Gender,EstimatedSalary,User ID,Extra\n"
-                              "1,47.0,Female,25000,15,x\n")
+    source = _write(tmp_path, "Purchased,Age,Gender,EstimatedSalary,User ID\n"
+                              "1,47.0,Female,25000,15\n")
     staged = stage(source, tmp_path / "out")
     assert staged.rows == 1
     assert staged.path.read_text() == (
@@ -49,6 +49,14 @@ def test_inference_data_needs_no_label(tmp_path):
     assert staged.path.read_text().splitlines()[0] == "user_id,gender,age,estimated_salary"
 
 
+def test_inference_data_may_carry_the_label_which_is_dropped(tmp_path):
+    source = _write(tmp_path, HEADER + GOOD_ROW)
+    staged = stage(source, tmp_path / "out", labelled=False)
+    assert staged.path.read_text().splitlines() == [
+        "user_id,gender,age,estimated_salary", "15600001,Male,23,31000"
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -63,9 +71,15 @@ def test_inference_data_needs_no_label(tmp_path):
          r"data\.csv: line 2, column Age: 'nineteen' is not a number"),
         (HEADER + GOOD_ROW + "15600004,Male,23,0\n",
          r"data\.csv: line 3 has 4 fields, the header has 5"),
+        ("User ID,Gender,Age,EstimatedSalary,Purchased,Country\n15600001,Male,23,31000,0,DE\n",
+         r"data\.csv: unexpected column\(s\) country; expected exactly user_id, gender, age, "
+         r"estimated_salary, purchased"),
+        ("User ID,Gender,Age,age,EstimatedSalary,Purchased\n15600001,Male,23,23,31000,0\n",
+         r"data\.csv: column\(s\) age appear more than once in the header"),
+        (HEADER + GOOD_ROW + HEADER + GOOD_ROW, r"data\.csv: line 3 repeats the header"),
     ],
     ids=["empty", "blank", "header-only", "semicolons", "missing-column", "non-numeric-age",
-         "ragged-row"],
+         "ragged-row", "unknown-column", "duplicated-column", "repeated-header"],
 )
 def test_bad_input_is_one_line_naming_file_and_field(tmp_path, content, message):
     source = _write(tmp_path, content)
@@ -73,6 +87,23 @@ def test_bad_input_is_one_line_naming_file_and_field(tmp_path, content, message)
         stage(source, tmp_path / "out")
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "out" / "data.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "features"),
+    [
+        ("", ("(file)",)),
+        ("User ID;Gender;Age;EstimatedSalary;Purchased\n1;Male;19;19000;0\n", ("(header)",)),
+        ("User ID,Gender,Purchased\n1,Male,0\n", ("age", "estimated_salary")),
+        (HEADER + "15600003,Male,23,lots,0\n", ("estimated_salary",)),
+        (HEADER + GOOD_ROW + "15600004,Male,23,0\n", ("(row)",)),
+    ],
+    ids=["empty", "semicolons", "missing-columns", "non-numeric-salary", "ragged-row"],
+)
+def test_input_errors_name_the_schema_feature(tmp_path, content, features):
+    with pytest.raises(InputError) as raised:
+        stage(_write(tmp_path, content), tmp_path / "out")
+    assert raised.value.features == features
 
 
 def test_missing_file(tmp_path):
