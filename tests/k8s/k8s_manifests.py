@@ -19,11 +19,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-OVERLAYS = ("kind", "minikube", "gke")
-LOCAL_OVERLAYS = ("kind", "minikube")
+OVERLAYS = ("kind", "minikube", "local", "gke")
+LOCAL_OVERLAYS = ("kind", "minikube", "local")
 KIND_CONFIG = K8S / "kind" / "cluster.yaml"
 KIND_ENV = K8S / "kind" / "pipeline.env"
 MINIKUBE_PROFILE = K8S / "minikube" / "profile.sh"
+LOCAL_CLUSTER_SCRIPT = K8S / "local" / "cluster.sh"
+LOCAL_CLUSTER_VERSIONS = K8S / "local" / "versions.env"
 GKE_PARAMS = K8S / "overlays" / "gke" / "params.env"
 CHART_CHECKS = REPO / "tests" / "helm" / "chart_checks.py"
 
@@ -129,6 +131,11 @@ def kind_config() -> dict[str, Any]:
 def profile_constants() -> dict[str, str]:
     """The `readonly NAME=value` constants of k8s/minikube/profile.sh."""
     return dict(re.findall(r"^readonly ([A-Z_]+)=(\S+)$", MINIKUBE_PROFILE.read_text(), re.M))
+
+
+def local_cluster_constants() -> dict[str, str]:
+    """The top-level `NAME=value` constants of k8s/local/cluster.sh (no expansions)."""
+    return dict(re.findall(r"^([A-Z_]+)=([^$\s]+)$", LOCAL_CLUSTER_SCRIPT.read_text(), re.M))
 
 
 def node_image_version(image: str) -> str:

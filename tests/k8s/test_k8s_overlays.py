@@ -13,6 +13,7 @@ import pytest
 from k8s_manifests import (
     GKE_PARAMS,
     K8S,
+    LOCAL_CLUSTER_VERSIONS,
     LOCAL_OVERLAYS,
     MODELS_CLAIM,
     NAMESPACES,
@@ -26,6 +27,7 @@ from k8s_manifests import (
     find,
     kind_config,
     kube_versions,
+    local_cluster_constants,
     minor_key,
     node_image_version,
     of_kind,
@@ -40,11 +42,14 @@ OLDEST_KUBE_VERSION = KUBE_VERSIONS[0]
 PSS = "pod-security.kubernetes.io/"
 # Enforced level per namespace and overlay; warn and audit are `restricted` everywhere.
 ENFORCE = {
-    "kubeflow": {"kind": "baseline", "minikube": "baseline", "gke": "baseline"},
-    "tfx-serving": {"kind": "restricted", "minikube": "restricted", "gke": "restricted"},
+    "kubeflow": {"kind": "baseline", "minikube": "baseline", "local": "baseline",
+                 "gke": "baseline"},
+    "tfx-serving": {"kind": "restricted", "minikube": "restricted", "local": "restricted",
+                    "gke": "restricted"},
     # kube-prometheus-stack's node-exporter (hostNetwork, hostPID, hostPath) runs on the local
     # clusters only; GKE uses Managed Prometheus.
-    "monitoring": {"kind": "privileged", "minikube": "privileged", "gke": "baseline"},
+    "monitoring": {"kind": "privileged", "minikube": "privileged", "local": "privileged",
+                   "gke": "baseline"},
 }
 
 GSA_EMAIL = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@([a-z][a-z0-9-]{4,28}[a-z0-9]|PROJECT_ID)"
@@ -145,6 +150,9 @@ def test_store_volumes_are_pinned_to_the_node_holding_the_directory(built, overl
     if overlay == "kind":
         # kind names a cluster's single control-plane node <cluster name>-control-plane.
         node = f"{kind_config()['name']}-control-plane"
+    elif overlay == "local":
+        # k8s/local/cluster.sh registers this machine under a fixed node name.
+        node = local_cluster_constants()["NODE_NAME"]
     else:
         # minikube names a profile's first node after the profile.
         node = profile_constants()["PROFILE"]
@@ -191,6 +199,7 @@ def test_gke_params_file_is_the_one_place_to_set_project_values(built, tmp_path)
 
 def test_pod_security_pin_is_not_newer_than_the_local_clusters():
     [node] = kind_config()["nodes"]
-    for version in (node_image_version(node["image"]), profile_constants()["KUBERNETES_VERSION"]):
+    for version in (node_image_version(node["image"]), profile_constants()["KUBERNETES_VERSION"],
+                    read_env(LOCAL_CLUSTER_VERSIONS)["KUBERNETES_VERSION"]):
         assert minor_key(version)[:2] >= minor_key(OLDEST_KUBE_VERSION), version
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the local cluster's upstream binaries from their Go modules at the versions in
+# versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those two directories
+# (kubernetes', then CoreDNS'). A module whose directory is complete is not built again, so
+# only the first cluster-up pays for the build. `--dirs` prints the directories, building none.
+#
+# k8s.io/kubernetes cannot be `go install`ed by version: its go.mod replaces the staging
+# modules (k8s.io/api, k8s.io/client-go, ...) with directories of its own repository. A
+# throwaway main module requires it and points each of those replacements at the staging
+# module's published version (v0.<minor>.<patch>), which holds the same code.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=k8s/local/versions.env
+. "$here/versions.env"
+cache=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+kube_bin=$cache/bin/k8s.io/kubernetes@$KUBERNETES_VERSION
+kube_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+coredns_bin=$cache/bin/github.com/coredns/coredns@$COREDNS_VERSION
+
+build_kubernetes() {
+  local work=$cache/build/kubernetes@$KUBERNETES_VERSION staging_version minor patch
+  minor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION"); patch=$(cut -d. -f3 <<<"$KUBERNETES_VERSION")
+  staging_version=v0.$minor.$patch
+  mkdir -p "$work" && cd "$work"
+  local upstream_mod
+  upstream_mod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module tfxkfp.local/kubernetes-build"
+    grep -E '^(go|godebug) ' "$upstream_mod"
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo "replace ("
+    sed -nE "s#^\s*(k8s\.io/[a-z0-9-]+) => \./staging/src/.*#\t\1 => \1 $staging_version#p" "$upstream_mod"
+    echo ")"
+  } > go.mod
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION"
+  # The version stamps upstream's release build sets: the API server reports them, and
+  # kubectl and Helm compare charts' kubeVersion constraints against them.
+  local v=k8s.io/component-base/version
+  local ldflags="-s -w -X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+  ldflags+=" -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  mkdir -p "$kube_bin.partial"
+  local packages=()
+  for command in "${kube_commands[@]}"; do packages+=("k8s.io/kubernetes/cmd/$command"); done
+  echo "building ${kube_commands[*]} from k8s.io/kubernetes@$KUBERNETES_VERSION" >&2
+  go build -trimpath -ldflags "$ldflags" -o "$kube_bin.partial/" "${packages[@]}"
+  # pause: the sandbox every pod's containers share. Upstream's own C source, built static.
+  local source_dir
+  source_dir=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$kube_bin.partial/pause" \
+    "$source_dir/build/pause/linux/pause.c"
+  rm -rf "$kube_bin" && mv "$kube_bin.partial" "$kube_bin"
+}
+
+build_coredns() {
+  echo "building coredns from github.com/coredns/coredns@$COREDNS_VERSION" >&2
+  mkdir -p "$coredns_bin.partial"
+  GOBIN=$coredns_bin.partial go install -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
+  rm -rf "$coredns_bin" && mv "$coredns_bin.partial" "$coredns_bin"
+}
+
+if [ "${1:-}" != --dirs ]; then
+  [ -x "$kube_bin/pause" ] || build_kubernetes
+  [ -x "$coredns_bin/coredns" ] || build_coredns
+fi
+echo "$kube_bin"
+echo "$coredns_bin"
