@@ -59,16 +59,32 @@ def dockerfiles() -> list[Path]:
 class Stage:
     """One FROM and the instructions up to the next."""
 
-    base: str
+    base: str  # the FROM image, build arguments replaced by their defaults
     name: str | None
     instructions: list[tuple[str, str]] = field(default_factory=list)  # (INSTRUCTION, value)
+    written_base: str = ""  # the FROM image as written, ``${BASE_IMAGE}`` and all
 
     def values(self, instruction: str) -> list[str]:
         return [value for name, value in self.instructions if name == instruction]
 
 
+def global_args(dockerfile: Path) -> dict[str, str | None]:
+    """The ARGs before the first FROM (the only ones a FROM can use): name -> default or None."""
+    args: dict[str, str | None] = {}
+    for item in DockerfileParser(path=str(dockerfile)).structure:
+        if item["instruction"] == "FROM":
+            break
+        if item["instruction"] == "ARG":
+            name, equals, default = item["value"].strip().partition("=")
+            args[name] = shlex.split(default)[0] if equals and default else (
+                "" if equals else None)
+    return args
+
+
 def stages(dockerfile: Path) -> list[Stage]:
     """The build stages of ``dockerfile``, in order; the last is the image."""
+    defaults = {name: value for name, value in global_args(dockerfile).items()
+                if value is not None}
     result: list[Stage] = []
     for item in DockerfileParser(path=str(dockerfile)).structure:
         instruction, value = item["instruction"], item["value"]
@@ -77,7 +93,8 @@ def stages(dockerfile: Path) -> list[Stage]:
         if instruction == "FROM":
             words = [w for w in value.split() if not w.startswith("--platform")]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            result.append(Stage(base=words[0], name=name))
+            result.append(Stage(base=substitute(words[0], defaults), name=name,
+                                written_base=words[0]))
         elif result:
             result[-1].instructions.append((instruction, value))
     return result

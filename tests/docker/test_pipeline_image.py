@@ -98,21 +98,38 @@ def test_lint_exceptions_are_explained(dockerfile):
 
 # --- base image, user, environment -------------------------------------------------------------
 
+def _qualified(reference: str) -> str:
+    """``reference`` with the registry Docker assumes when it names none (docker.io)."""
+    first = reference.split("/")[0]
+    if "/" in reference and ("." in first or ":" in first or first == "localhost"):
+        return reference
+    return f"docker.io/{reference}"
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
 def test_every_base_image_is_pinned(dockerfile):
+    """Pinned as written, or by the default of a build argument that always has one."""
+    args = ic.global_args(dockerfile)
     earlier_stages = set()
     for stage in ic.stages(dockerfile):
         if stage.base not in earlier_stages:
-            assert "$" not in stage.base, f"FROM {stage.base}: a build argument can unpin it"
+            used = re.findall(r"\$\{?(\w+)", stage.written_base)
+            without_default = [name for name in used if not args.get(name)]
+            assert without_default == [], (
+                f"FROM {stage.written_base}: {without_default} without a default can unpin it")
+            assert "$" not in stage.base, f"FROM {stage.written_base}: not resolved"
             assert images.is_pinned(stage.base), f"FROM {stage.base} is not pinned"
         if stage.name:
             earlier_stages.add(stage.name)
 
 
 def test_pipeline_image_extends_the_tfx_release_the_package_pins():
+    """By default; the wheel stage builds on the same base, so the wheel fits its Python."""
     base = _image().base
     tfx = ic.constraint_pins()["tfx"]
-    assert base.split("@")[0] == f"tensorflow/tfx:{tfx}", base
+    assert _qualified(base.split("@")[0]) == f"docker.io/tensorflow/tfx:{tfx}", base
+    assert {stage.written_base for stage in ic.stages(ic.PIPELINE_DOCKERFILE)} == {
+        _image().written_base}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
@@ -157,7 +174,7 @@ def test_pipeline_image_labels_agree_with_the_project():
     labels = DockerfileParser(path=str(ic.PIPELINE_DOCKERFILE)).labels
     assert labels["org.opencontainers.image.version"] == PYPROJECT["project"]["version"]
     assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
-    assert labels["org.opencontainers.image.base.name"] == f"docker.io/{_image().base}"
+    assert labels["org.opencontainers.image.base.name"] == _qualified(_image().base)
 
 
 # --- what gets installed, and where ------------------------------------------------------------

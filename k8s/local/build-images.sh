@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Builds every image the local cluster (k8s/local) runs, as docker-archive tarballs that the
+# node's containerd imports (`ctr -n k8s.io images import`), and writes
+# build/local-images.env: <NAME>_IMAGE=<reference> and <NAME>_ARCHIVE=<tarball> for PAUSE,
+# COREDNS, PYTHON_BASE, PIPELINE and, once its Dockerfile exists, TF_SERVING_STANDIN.
+#
+# Nothing can be pulled on the machines this runs on, so every image is built from what can
+# be had: the static binaries of build-binaries.sh, Debian packages and PyPI.
+#
+# Each tarball is $TFXKFP_CACHE/images/<image>-<hash of its inputs>.tar. One that exists is
+# used as it is, so a second run builds nothing; when an image's inputs change, its new
+# tarball replaces the old one.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=k8s/local/versions.env
+. "$here/versions.env"
+cache=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}
+archives=$cache/images
+logs=$archives/logs
+# buildah's own storage under the cache: never the host's /var/lib/containers, and the same
+# storage python-base.sh builds into (it reads these two variables).
+export BUILDAH_ROOT=$cache/buildah/root BUILDAH_RUNROOT=$cache/buildah/runroot
+buildah=(buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" --storage-driver overlay)
+
+# The references the cluster's containerd config and manifests name. PAUSE_VERSION is the
+# sandbox image kubelet v1.34 expects; versions.env wins once it defines it.
+PAUSE_IMAGE=registry.k8s.io/pause:${PAUSE_VERSION:-3.10}
+COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
+# Tagged as the TF Serving release it stands in for: the one the tf-serving chart pins.
+serving_tag=$(awk '/^image:/ {block = 1} block && $1 == "tag:" {gsub(/"/, "", $2); print $2; exit}' \
+  "$repo/helm/tf-serving/values.yaml")
+TF_SERVING_STANDIN_IMAGE=localhost/tfx-kfp-gke/tf-serving-standin:$serving_tag
+standin_dir=tests/standins/tf_serving
+host_ca_bundle=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
+
+step="" log="" container="" line_open=""
+# A failed command ends the script here: the end of the step's log, then one line saying
+# which step failed.
+on_exit() {
+  local status=$?
+  [ -z "$container" ] || "${buildah[@]}" rm "$container" >/dev/null 2>&1 || true
+  [ "$status" -ne 0 ] && [ -n "$step" ] || return 0
+  [ -z "$line_open" ] || echo "failed"
+  [ ! -s "$log" ] || tail -n 20 "$log" | sed 's/^/  | /' >&2
+  echo "build-images: error: $step failed (exit $status)${log:+; full log: $log}" >&2
+}
+trap on_exit EXIT
+fail() { [ -z "$line_open" ] || echo "failed"; echo "build-images: error: $*" >&2; step=""; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || fail "run as root: debootstrap and buildah's overlay storage need it"
+command -v buildah >/dev/null || fail "buildah is not installed (apt-get install buildah)"
+command -v debootstrap >/dev/null || fail "debootstrap is not installed (apt-get install debootstrap)"
+[ -n "$serving_tag" ] || fail "no image.tag in helm/tf-serving/values.yaml"
+mkdir -p "$archives" "$logs" "$repo/build"
+
+# A short hash of standard input, for keys and tags.
+short_hash() { sha256sum | cut -c1-16; }
+
+# The files under the given repository paths, as a build context sends them (no bytecode,
+# see /.dockerignore), hashed with their names.
+tree_hash() {
+  (cd "$repo" && find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum) | short_hash
+}
+
+# A FROM-scratch image holding one static binary as its entrypoint, as upstream's images do.
+build_scratch() {
+  local image=$1 binary=$2 user=$3 version=$4 name
+  name=$(basename "$binary")
+  container=$("${buildah[@]}" from scratch)
+  "${buildah[@]}" copy --chmod 0755 "$container" "$binary" "/$name"
+  "${buildah[@]}" config --entrypoint "[\"/$name\"]" --user "$user" \
+    --label org.opencontainers.image.version="$version" \
+    --label org.opencontainers.image.description="$name built from source by k8s/local/build-binaries.sh" \
+    "$container"
+  "${buildah[@]}" commit --rm "$container" "$image"
+  container=""
+}
+
+build_pause() { build_scratch "$1" "$kube_bin/pause" 65535:65535 "$KUBERNETES_VERSION"; }
+# Upstream's user (distroless "nonroot"). Upstream also gives the binary a file capability
+# for port 53; here the pod allows it instead (coredns.yaml: ip_unprivileged_port_start).
+build_coredns() { build_scratch "$1" "$coredns_bin/coredns" 65532:65532 "$COREDNS_VERSION"; }
+
+build_python_base() { "$here/python-base.sh" "$1"; }
+
+# docker/pipeline/Dockerfile itself, on the python base. --network none: every pip step of
+# the Dockerfile finds its pin installed in the base already, so the build proves that too.
+build_pipeline() {
+  "${buildah[@]}" bud --pull-never --network none \
+    --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" \
+    -f "$repo/docker/pipeline/Dockerfile" -t "$1" "$repo"
+}
+
+# Its Dockerfile installs from PyPI: the RUN steps see the host's CA bundle in place of the
+# image's, as python-base.sh's pip does (an egress proxy's CA is trusted where the host
+# trusts it); the image keeps Debian's.
+build_tf_serving_standin() {
+  "${buildah[@]}" bud --pull-never --network host \
+    --volume "$host_ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" \
+    --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" \
+    -f "$repo/$standin_dir/Dockerfile" -t "$1" "$repo/$standin_dir"
+}
+
+# The base must be in buildah's storage to build on; after a cache wipe only its tarball is.
+restore_base() {
+  if ! "${buildah[@]}" inspect --type image "$PYTHON_BASE_IMAGE" >/dev/null 2>&1; then
+    step="loading $PYTHON_BASE_IMAGE from $PYTHON_BASE_ARCHIVE" log=$logs/python-base-load.log
+    "${buildah[@]}" pull --quiet "docker-archive:$PYTHON_BASE_ARCHIVE" >"$log" 2>&1
+  fi
+}
+
+# One line per image: its name as its build starts (a base build takes minutes), then
+# whether it was built or cached, and in how many seconds.
+line_start() { printf '%-20s ' "$1"; line_open=1; }
+line_end() { printf '%-6s %4ds  %s\n' "$1" $((SECONDS - $2)) "$3"; line_open=""; }
+
+env_lines=()
+# image VAR SHORT REFERENCE KEY: builds REFERENCE with build_<short> unless SHORT-KEY.tar
+# exists, exports it to that tarball, and records VAR_IMAGE and VAR_ARCHIVE.
+image() {
+  local var=$1 short=$2 reference=$3 key=$4 start=$SECONDS state=cached
+  local archive=$archives/$short-$key.tar
+  line_start "$short"
+  if [ ! -s "$archive" ]; then
+    state=built
+    case $short in pipeline | tf-serving-standin) restore_base ;; esac
+    step="building $reference" log=$logs/$short.log
+    "build_${short//-/_}" "$reference" >"$log" 2>&1
+    step="exporting $reference to $archive"
+    rm -f "$archive.partial"
+    "${buildah[@]}" push --quiet "$reference" "docker-archive:$archive.partial:$reference" \
+      >>"$log" 2>&1
+    mv "$archive.partial" "$archive"
+    # Earlier tarballs of this image: superseded, and gigabytes each for the Python ones.
+    find "$archives" -maxdepth 1 -name "$short-*.tar" ! -name "$short-$key.tar" -delete
+    log=""
+  fi
+  line_end "$state" "$start" "$reference"
+  printf -v "${var}_IMAGE" '%s' "$reference"
+  printf -v "${var}_ARCHIVE" '%s' "$archive"
+  env_lines+=("${var}_IMAGE=$reference" "${var}_ARCHIVE=$archive")
+}
+
+# Static binaries: built once per version by build-binaries.sh, which prints their two
+# directories (kubernetes, coredns).
+step="build-binaries.sh" log=$logs/binaries.log start=$SECONDS
+line_start binaries
+bin_dirs=$(bash "$here/build-binaries.sh" 2>"$log")
+kube_bin=$(sed -n 1p <<<"$bin_dirs") coredns_bin=$(sed -n 2p <<<"$bin_dirs")
+if [ ! -x "$kube_bin/pause" ] || [ ! -x "$coredns_bin/coredns" ]; then
+  fail "build-binaries.sh printed no directories with pause and coredns: $bin_dirs"
+fi
+log=""
+line_end ready "$start" "$kube_bin, $coredns_bin"
+
+# Keys: what goes into the image, and the recipe (the function that builds it).
+recipe() { declare -f "$@" | short_hash; }
+image PAUSE pause "$PAUSE_IMAGE" \
+  "$({ sha256sum <"$kube_bin/pause"; echo "$PAUSE_IMAGE"; recipe build_scratch build_pause; } | short_hash)"
+image COREDNS coredns "$COREDNS_IMAGE" \
+  "$({ sha256sum <"$coredns_bin/coredns"; echo "$COREDNS_IMAGE"; recipe build_scratch build_coredns; } | short_hash)"
+
+base_key=$("$here/python-base.sh" --inputs | short_hash)
+tfx_version=$(sed -n 's/^tfx==//p' "$repo/constraints.txt")
+image PYTHON_BASE python-base "localhost/tfx-kfp-gke/python-base:$tfx_version-$base_key" "$base_key"
+
+pipeline_key=$({ tree_hash .dockerignore pyproject.toml README.md pipeline docker/pipeline
+                 echo "$PYTHON_BASE_IMAGE"; recipe build_pipeline; } | short_hash)
+image PIPELINE pipeline "localhost/tfx-kfp-gke/pipeline:$pipeline_key" "$pipeline_key"
+
+if [ -f "$repo/$standin_dir/Dockerfile" ]; then
+  standin_key=$({ tree_hash "$standin_dir"; echo "$PYTHON_BASE_IMAGE $TF_SERVING_STANDIN_IMAGE"
+                  recipe build_tf_serving_standin; } | short_hash)
+  image TF_SERVING_STANDIN tf-serving-standin "$TF_SERVING_STANDIN_IMAGE" "$standin_key"
+else
+  line_start tf-serving-standin
+  line_end skip "$SECONDS" "no $standin_dir/Dockerfile yet"
+fi
+
+# buildah's storage keeps what the tarballs hold, no more (a python image is gigabytes):
+# earlier tags of the content-tagged images go, and so do images a rebuild left untagged.
+step="pruning buildah storage"
+for current in "$PYTHON_BASE_IMAGE" "$PIPELINE_IMAGE"; do
+  "${buildah[@]}" images --noheading --format '{{.Name}}:{{.Tag}}' --filter "reference=${current%:*}" \
+    | awk -v current="$current" '$0 != current' | xargs -r "${buildah[@]}" rmi >/dev/null
+done
+"${buildah[@]}" rmi --prune >/dev/null
+
+step="writing build/local-images.env"
+printf '%s\n' "${env_lines[@]}" >"$repo/build/local-images.env.partial"
+mv "$repo/build/local-images.env.partial" "$repo/build/local-images.env"
+echo "wrote build/local-images.env"
