@@ -12,13 +12,15 @@ PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check -
 # The cluster paths (README, "Run it on Kubernetes"): kind or minikube for the dev loop, GKE.
 KIND_CLUSTER = tfx-kfp-gke
 KIND_STORE = .kind/tfx
+# The local cluster (k8s/local): single-node Kubernetes as host processes, the one CI uses.
+LOCAL_CLUSTER = k8s/local/cluster.sh
 # Settings `make dev-submit` compiles and submits with (TFXKFP_* KEY=value lines).
 PIPELINE_ENV ?= k8s/kind/pipeline.env
 # The dev loop trains untuned: a run per code change should take minutes, not an hour.
 DEV_COMPILE_FLAGS ?= --no-tune
 
-.PHONY: help setup run test test-fast compile submit constraints clean \
-	kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit
+.PHONY: help setup run test test-fast test-cluster compile submit constraints clean \
+	cluster-up cluster-down kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,11 +36,15 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 run: setup  ## run the whole pipeline locally on synthetic data (DATA=path.csv for your own)
 	$(BIN)/tfxkfp run --output $(OUTPUT) $(if $(DATA),--data $(DATA))
 
-test: setup  ## run the whole test suite, end-to-end pipeline runs included
-	$(BIN)/python -m pytest
+test: setup  ## run the offline test suite, end-to-end pipeline runs included
+	$(BIN)/python -m pytest -m 'not cluster and not kind'
 
-test-fast: setup  ## the test suite without end-to-end pipeline runs
-	$(BIN)/python -m pytest -m 'not e2e'
+test-fast: setup  ## the offline test suite without end-to-end pipeline runs
+	$(BIN)/python -m pytest -m 'not e2e and not cluster and not kind'
+
+test-cluster: setup  ## start the local cluster if it is down, run the cluster tier on it, leave it up
+	$(LOCAL_CLUSTER) up >/dev/null
+	KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig) $(BIN)/python -m pytest -m cluster tests/cluster
 
 compile: setup  ## compile for KFP (TARGET=vertex for Vertex AI); settings from TFXKFP_* variables
 	$(BIN)/tfxkfp compile --target $(TARGET) --output $(SPEC)
@@ -53,6 +59,12 @@ constraints:  ## re-resolve the dependency pins from scratch into constraints.tx
 	{ sed -n '1,3p' constraints.txt; /tmp/tfxkfp-constraints/bin/python -m pip freeze \
 	  --exclude-editable | grep -v -E '^(tfx-kfp-gke|pip|setuptools|wheel)[= @]'; } > constraints.new
 	mv constraints.new constraints.txt
+
+cluster-up:  ## start the local cluster: Kubernetes from source on this machine (root; prints KUBECONFIG)
+	$(LOCAL_CLUSTER) up
+
+cluster-down:  ## stop the local cluster and remove everything it made
+	$(LOCAL_CLUSTER) down
 
 kind-up:  ## create the kind cluster with its model store, namespaces and volumes
 	mkdir -p $(KIND_STORE)/data/social_network_ads $(KIND_STORE)/serving/social_network_ads

@@ -24,7 +24,7 @@ from pipeline.config import PipelineConfig
 from pipeline.data import staging, synthesize
 from pipeline.runners import kubeflow, kubeflow_api
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.kind
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_ENV = REPO / "k8s" / "kind" / "pipeline.env"
