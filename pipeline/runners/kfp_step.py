@@ -28,7 +28,7 @@ import posixpath
 import sys
 from collections.abc import Callable, Sequence
 
-from absl import app
+from absl import app, flags
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.io import fileio
@@ -38,6 +38,8 @@ from tfx.orchestration.kubeflow.v2.container import (
 )
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as example_gen_driver
 from tfx.orchestration.portable import outputs_utils
+
+from pipeline.components.kubernetes_infra_validator import KubernetesServingError
 
 # The object-store schemes KFP's launcher mirrors locally, and the directory it uses for each.
 LAUNCHER_MIRRORS = {"minio://": "minio", "s3://": "s3"}
@@ -147,8 +149,20 @@ def run_step(argv: Sequence[str], mirror_root: str = "/") -> None:
 
 def main(argv: Sequence[str]) -> None:
     """absl entry point, as TFX's own: flags and logging set up the same way."""
-    run_step(argv[1:])
+    try:
+        run_step(argv[1:])
+    except KubernetesServingError as error:
+        # A step that cannot reach or use the cluster (its service account, its namespace)
+        # says so in one line; a traceback would only bury it.
+        sys.exit(f"error: {error}")
+
+
+def _parse_absl_flags(argv: list[str]) -> list[str]:
+    # absl's app.run requires its FLAGS parsed; the step's own flags are TFX's, parsed by
+    # run_step, so absl sees only the program name.
+    flags.FLAGS(argv[:1])
+    return argv
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: argv)
+    app.run(main, flags_parser=_parse_absl_flags)

@@ -7,6 +7,8 @@ launcher downloads inputs into and uploads outputs from.
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,16 @@ def test_example_gen_then_statistics_gen_on_a_minio_root(kind, tmp_path):
     assert statistics["uri"] == f"{ROOT}/StatisticsGen/statistics"
     for split in ("Split-train", "Split-eval"):
         assert (local / "StatisticsGen" / "statistics" / split / "FeatureStats.pb").stat().st_size
+
+
+def test_the_step_command_starts_under_absl_and_parses_its_own_flags():
+    """The command every compiled step runs, as a process: absl's app.run must let it start.
+
+    run_step alone never goes through app.run, which refused to start before its FLAGS were
+    parsed: every step on a real cluster died there.
+    """
+    started = subprocess.run([sys.executable, "-m", "pipeline.runners.kfp_step"],
+                             capture_output=True, text=True, timeout=300)
+    assert "FLAGS must be parsed" not in started.stderr
+    assert started.returncode == 2, started.stderr
+    assert "required: --json_serialized_invocation_args" in started.stderr.splitlines()[-1]
