@@ -109,6 +109,10 @@ _RBAC_HINT = (
     "the step's service account needs pods create/get/list/watch/delete and pods/log get "
     f"in this namespace (see {__name__})"
 )
+# What the runner asks of the API: (verb, resource, subresource).
+_REQUIRED_ACCESS = (
+    ("create", "pods", ""), ("get", "pods", ""), ("delete", "pods", ""), ("get", "pods", "log"),
+)
 
 
 class KubernetesServingError(RuntimeError):
@@ -249,6 +253,40 @@ def active_deadline_seconds(config: infra_validator_pb2.KubernetesConfig) -> int
     if seconds < 0:
         raise KubernetesServingError(f"active_deadline_seconds must be positive, got {seconds}")
     return seconds
+
+
+def check_access(api_client: k8s_client.ApiClient, namespace: str) -> None:
+    """Refuses to validate when the step's service account may not manage the serving pod.
+
+    Asked up front because a refused request inside TFX's retry loop is recorded as a model
+    that failed validation, once per try, and the step then ends "not blessed".
+    """
+    authorization = k8s_client.AuthorizationV1Api(api_client)
+    missing = []
+    for verb, resource, subresource in _REQUIRED_ACCESS:
+        review = k8s_client.V1SelfSubjectAccessReview(
+            spec=k8s_client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=k8s_client.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, resource=resource,
+                    subresource=subresource or None,
+                )
+            )
+        )
+        try:
+            allowed = authorization.create_self_subject_access_review(review).status.allowed
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            # The requests themselves will tell, if the cluster refuses this question.
+            message = _api_message(error) if isinstance(error, ApiException) else error
+            logging.warning("Could not check the step's permissions: %s", message)
+            return
+        if not allowed:
+            missing.append(f"{verb} {resource}/{subresource}".rstrip("/"))
+    if missing:
+        raise KubernetesServingError(
+            f"the step's service account may not {', '.join(missing)} in namespace "
+            f"{namespace}: bind it to a Role with pods create/get/list/watch/delete and "
+            "pods/log get there (helm/kfp's pipeline-runner Role has them)"
+        )
 
 
 def _api_message(error: ApiException) -> str:
@@ -586,9 +624,9 @@ class KubernetesModelServerRunner(base_runner.BaseModelServerRunner):
 class KubernetesInfraValidatorExecutor(tfx_executor.Executor):
     """TFX's InfraValidator executor with TF Serving in a pod beside the KFP v2 step.
 
-    Configuration problems (platform, unpinned image, deadline, namespace, model location)
-    fail the step before the first attempt: TFX's retry loop would otherwise record them as
-    a model that is not servable.
+    Configuration problems (platform, unpinned image, deadline, namespace, model location,
+    the service account's permissions) fail the step before the first attempt: TFX's retry
+    loop would otherwise record them as a model that is not servable.
     """
 
     def _connect(self) -> k8s_client.CoreV1Api:
@@ -630,6 +668,7 @@ class KubernetesInfraValidatorExecutor(tfx_executor.Executor):
         self._staging_dir = staging_dir(blessing.uri, self._model_volume, step_pod_name())
         self._core_api = self._connect()
         self._step_pod = StepPod.discover(self._core_api)
+        check_access(self._core_api.api_client, self._step_pod.namespace)
         super()._Do(
             blessing=blessing, serving_spec=serving_spec, validation_spec=validation_spec,
             **kwargs,

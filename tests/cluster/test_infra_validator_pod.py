@@ -1,8 +1,12 @@
-"""The Kubernetes InfraValidator's pod on a real cluster, in a `restricted` namespace.
+"""The Kubernetes InfraValidator's pod on a real cluster, in a namespace enforcing `restricted`.
 
-A pause container stands in for the KFP step pod: it is the serving pod's owner, as the step
-pod is in a pipeline run. The model path points at a bucket that does not exist; TF Serving
-keeps running and retrying it, which is enough to see the pod admitted, running and gone.
+The runner is driven from the test process; tests/cluster/test_infra_validator_in_pod.py runs
+the whole executor inside a step pod. A pause container stands in for the KFP step pod: it is
+the serving pod's owner, as the step pod is in a pipeline run. TF Serving is the stand-in image
+(TF_SERVING_STANDIN_IMAGE: tensorflow/serving:2.16.1 cannot be pulled here), chosen through
+ServingSpec.tensorflow_serving image_name and tags. The model path points at a bucket that
+does not exist; the server keeps running without a model, which is enough to see the pod
+admitted, running and gone.
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ from tfx.components.infra_validator import serving_bins
 from tfx.proto import infra_validator_pb2
 
 from pipeline.components import kubernetes_infra_validator as kiv
-from pipeline.config import TF_SERVING_TAG
 
 pytestmark = pytest.mark.cluster
 
 MODEL_PATH = "gs://tfx-kfp-gke-test-no-such-bucket/probe/1"
-PULL_AND_START_SECONDS = 300  # the first run pulls TF Serving's image
+START_SECONDS = 120  # the image is in the node's containerd already: no pull
 GONE_SECONDS = 120
 
 
@@ -46,15 +49,17 @@ def _stand_in_step_pod(core_api: k8s_client.CoreV1Api, namespace: str) -> k8s_cl
     ))
 
 
-def _runner(core_api, namespace: str) -> kiv.KubernetesModelServerRunner:
+def _runner(core_api, namespace: str, image: str) -> kiv.KubernetesModelServerRunner:
     step = _stand_in_step_pod(core_api, namespace)
     # As in a step whose KFP_POD_UID is missing: the uid is read through the API.
     step_pod = kiv.StepPod.discover(
         core_api, {"KFP_NAMESPACE": namespace, "HOSTNAME": step.metadata.name}
     )
     assert step_pod.uid == step.metadata.uid
+    image_name, _, tag = image.rpartition(":")
     spec = infra_validator_pb2.ServingSpec(
-        tensorflow_serving=infra_validator_pb2.TensorFlowServing(tags=[TF_SERVING_TAG]),
+        tensorflow_serving=infra_validator_pb2.TensorFlowServing(
+            image_name=image_name, tags=[tag]),
         kubernetes=infra_validator_pb2.KubernetesConfig(active_deadline_seconds=600),
         model_name="probe",
     )
@@ -77,24 +82,37 @@ def _wait_until_gone(core_api, namespace: str, name: str) -> None:
     pytest.fail(f"pod {namespace}/{name} still exists after {GONE_SECONDS}s")
 
 
-def test_serving_pod_is_admitted_runs_and_is_deleted(core_api, restricted_namespace):
-    runner = _runner(core_api, restricted_namespace)
+def _wait_for_log(runner: kiv.KubernetesModelServerRunner, text: str) -> str:
+    deadline = time.monotonic() + START_SECONDS
+    while text not in (logs := runner.GetLogs() or ""):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{text!r} not in the serving pod's log after {START_SECONDS}s:\n{logs}")
+        time.sleep(1)
+    return logs
+
+
+def test_serving_pod_is_admitted_runs_and_is_deleted(core_api, local_images,
+                                                     restricted_namespace):
+    image = local_images["TF_SERVING_STANDIN_IMAGE"]
+    runner = _runner(core_api, restricted_namespace, image)
     name = runner.pod.metadata.name
     try:
-        runner.Start()
-        runner.WaitUntilRunning(time.time() + PULL_AND_START_SECONDS)
+        runner.Start()  # a namespace enforcing `restricted` admits it
+        runner.WaitUntilRunning(time.time() + START_SECONDS)
         pod = core_api.read_namespaced_pod(name, restricted_namespace)
-        assert runner.GetEndpoint().endswith(f"{pod.status.pod_ip}:{kiv.GRPC_PORT}")
+        assert runner.GetEndpoint() == f"{pod.status.pod_ip}:{kiv.GRPC_PORT}"
         assert pod.metadata.owner_references[0].name == "step"
-        assert isinstance(runner.GetLogs(), str)
+        assert pod.spec.containers[0].image == image
+        # The stand-in's first line: the image's server is what runs.
+        _wait_for_log(runner, "tf_serving_standin: this is the TF Serving stand-in")
     finally:
         runner.Stop()
     _wait_until_gone(core_api, restricted_namespace, name)
     runner.Stop()  # already gone: nothing to do, no error
 
 
-def test_serving_pod_goes_with_its_step_pod(core_api, restricted_namespace):
-    runner = _runner(core_api, restricted_namespace)
+def test_serving_pod_goes_with_its_step_pod(core_api, local_images, restricted_namespace):
+    runner = _runner(core_api, restricted_namespace, local_images["TF_SERVING_STANDIN_IMAGE"])
     runner.Start()
     core_api.delete_namespaced_pod("step", restricted_namespace)
     _wait_until_gone(core_api, restricted_namespace, runner.pod.metadata.name)

@@ -41,6 +41,7 @@ POD_IP = "10.244.0.7"
 FAST = 0.01  # poll interval for the control-flow tests
 SCHEMA_VERSIONS = [kubernetes_validate.latest_version(), "1.30.0"]
 _POD_PATH = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+))?(?P<log>/log)?")
+_ACCESS_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 def _json_response(status: int, payload: dict) -> urllib3.HTTPResponse:
@@ -86,8 +87,12 @@ class FakeApiServer:
     """
 
     def __init__(self, phases=("Pending", "Running"), forbid_create: str | None = None,
-                 failing_deletes: int = 0, on_create=None):
+                 failing_deletes: int = 0, on_create=None, denied: frozenset[str] = frozenset(),
+                 access_review_error: int | None = None):
         self.phases = list(phases)
+        # What SelfSubjectAccessReviews answer "no" to, as "<verb> <resource>[/<subresource>]".
+        self.denied = denied
+        self.access_review_error = access_review_error
         self.forbid_create = forbid_create
         self.failing_deletes = failing_deletes
         self.on_create = on_create
@@ -109,6 +114,8 @@ class FakeApiServer:
     def request(self, method, url, body=None, fields=None, **_):
         parts = urlsplit(url)
         self.requests.append((method, parts.path))
+        if method == "POST" and parts.path == _ACCESS_REVIEW_PATH:
+            return self._review_access(json.loads(body))
         match = _POD_PATH.fullmatch(parts.path)
         assert match, f"unexpected request {method} {url}"
         namespace, name = match["ns"], match["name"]
@@ -133,6 +140,16 @@ class FakeApiServer:
             self.deleted.append(name)
             return _json_response(200, pod)
         raise AssertionError(f"unexpected request {method} {url}")
+
+    def _review_access(self, review: dict) -> urllib3.HTTPResponse:
+        """The authorizer's answer, as the API server returns it (observed on v1.34)."""
+        if self.access_review_error:
+            return _status_response(self.access_review_error, "Forbidden", "access reviews off")
+        attributes = review["spec"]["resourceAttributes"]
+        asked = f"{attributes['verb']} {attributes['resource']}/{attributes.get('subresource', '')}"
+        review["status"] = {"allowed": asked.rstrip("/") not in self.denied}
+        return _json_response(201, {"apiVersion": "authorization.k8s.io/v1",
+                                    "kind": "SelfSubjectAccessReview", **review})
 
     def _create(self, namespace: str, pod: dict) -> urllib3.HTTPResponse:
         if self.forbid_create:
@@ -706,3 +723,25 @@ def test_executor_refuses_a_pipeline_root_the_serving_pod_cannot_read(
     with pytest.raises(kiv.KubernetesServingError, match="TF Serving cannot read"):
         _run_executor(tmp_path, server, _spec())
     assert server.requests == []
+
+
+def test_executor_without_the_role_fails_once_naming_what_is_missing(tmp_path, step_environment):
+    # Seen on a real cluster: without this check the 403 of the pod create was retried as a
+    # failed validation num_tries times and the step ended "not blessed".
+    server = FakeApiServer(denied=frozenset({"create pods", "get pods/log"}))
+    with pytest.raises(kiv.KubernetesServingError) as raised:
+        _run_executor(tmp_path, server, _spec())
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the step's service account may not create pods, get pods/log in namespace {NAMESPACE}: "
+        "bind it to a Role with pods create/get/list/watch/delete and pods/log get there")
+    assert server.created == []
+    assert not (tmp_path / "blessing" / "INFRA_NOT_BLESSED").exists()
+
+
+def test_executor_goes_on_when_the_cluster_answers_no_access_review(tmp_path, step_environment):
+    server = FakeApiServer(phases=["Failed"], access_review_error=403)
+    blessing = _run_executor(tmp_path, server, _spec())
+    assert len(server.created) == 2
+    assert blessing.get_int_custom_property("blessed") == 0
