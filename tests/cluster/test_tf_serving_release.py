@@ -108,14 +108,7 @@ def release(helm, values, model_store, core_api):
                              wait="watcher", timeout=HELM_SECONDS)
     # Ready pods reach the Service once kube-proxy has programmed their endpoints; until then
     # its rules reject connections.
-    deadline = time.monotonic() + READY_SECONDS
-    while True:
-        try:
-            _rest(core_api, "")
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the Service never answered"
-            time.sleep(1)
+    _wait_until(lambda: _rest(core_api, ""), READY_SECONDS, "the Service never answered")
     yield installed
     helm.uninstall(RELEASE, wait="watcher", timeout=HELM_SECONDS, ignore_not_found=True)
     _wait_until_release_pods_are_gone(core_api)
@@ -143,6 +136,19 @@ def _rest(core_api, path: str, body: dict | None = None) -> dict:
 def _available(core_api) -> list[str]:
     status = _rest(core_api, "")["model_version_status"]
     return sorted(s["version"] for s in status if s["state"] == "AVAILABLE")
+
+
+def _wait_until(condition, seconds: float, failure: str) -> None:
+    """Polls `condition`; a refused connection (endpoints still changing) counts as not yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{failure} (waited {seconds}s)"
+        time.sleep(1)
 
 
 def _expected_probabilities(model_dir: Path, examples: list[bytes]) -> list[float]:
@@ -184,10 +190,8 @@ def test_helm_test_passes(release, helm):
 def test_a_new_version_is_served_without_a_restart(release, core_api, model_store):
     before = _server_pod(core_api)
     _push(model_store.serving_model_dir, 2)
-    deadline = time.monotonic() + NEW_VERSION_SECONDS
-    while "2" not in _available(core_api):
-        assert time.monotonic() < deadline, f"version 2 not AVAILABLE after {NEW_VERSION_SECONDS}s"
-        time.sleep(1)
+    _wait_until(lambda: "2" in _available(core_api), NEW_VERSION_SECONDS,
+                "version 2 never became AVAILABLE")
     after = _server_pod(core_api)
     assert after.metadata.uid == before.metadata.uid
     assert after.status.container_statuses[0].restart_count == \
@@ -207,7 +211,9 @@ def test_upgrade_rolls_the_pods_on_a_config_change(release, helm, values, core_a
     # The ConfigMap's checksum annotation rolls the pod when the model config changes.
     after = _server_pod(core_api)
     assert after.metadata.uid != before.metadata.uid
-    assert _available(core_api) == ["2"]
+    # Until kube-proxy drops the old pod's endpoint, the Service may still reach it.
+    _wait_until(lambda: _available(core_api) == ["2"], NEW_VERSION_SECONDS,
+                "the upgraded policy (latest 1) never served version 2 alone")
 
 
 def test_uninstall_removes_every_object_of_the_release(helm, core_api, release):
