@@ -32,6 +32,10 @@ CNI_NETWORK=tfx-kfp-gke
 API_PORT=6443
 ETCD_CLIENT_URL=http://127.0.0.1:2379
 STORE_MOUNT=/var/local/tfx
+# What the node needs from Debian: the container runtime, CNI plugins, etcd, the image
+# builder, netfilter tools, and a C toolchain for the static pause binary.
+HOST_PACKAGES=(containerd runc containernetworking-plugins etcd-server buildah debootstrap
+               iptables conntrack gcc libc6-dev curl openssl)
 # Bounded waits, in seconds, on the conditions named where they are used.
 START_SECONDS=120
 DOWN_SECONDS=90
@@ -302,8 +306,22 @@ load_images() {
 
 # --- up ---------------------------------------------------------------------------------
 
+install_host_packages() {
+  local package missing=()
+  for package in "${HOST_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  say "installing ${missing[*]} (Debian packages)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 up() {
   [ "$(id -u)" = 0 ] || die "must run as root (it starts kubelet, containerd and edits iptables)"
+  command -v go >/dev/null || die "the Go toolchain is needed to build Kubernetes and CoreDNS"
+  install_host_packages
   mkdir -p "$state" "$pids" "$logs"
   local bins
   mapfile -t bins < <("$here/build-binaries.sh")
