@@ -323,13 +323,13 @@ up() {
   command -v go >/dev/null || die "the Go toolchain is needed to build Kubernetes and CoreDNS"
   install_host_packages
   mkdir -p "$state" "$pids" "$logs"
-  local bins
-  mapfile -t bins < <("$here/build-binaries.sh")
-  kube_bin=${bins[0]}
-  coredns_bin=${bins[1]}
+  kube_bin=$("$here/build-binaries.sh" | sed -n 1p)
   "$here/build-images.sh" >&2
   images_env=$repo/build/local-images.env
-  set -a; . "$images_env"; set +a
+  set -a
+  # shellcheck source=/dev/null  # written by build-images.sh
+  . "$images_env"
+  set +a
   export PATH="$kube_bin:$PATH"
 
   make_pki
@@ -436,7 +436,9 @@ kill_leftovers() {
   local procs
   for procs in /sys/fs/cgroup/*/kubepods; do
     [ -d "$procs" ] || continue
-    find "$procs" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    # shellcheck disable=SC2038  # xargs reads pids from the files, not file names
+    find "$procs" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null \
+      || true
   done
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $containerd_sock" 2>/dev/null || true
 }
@@ -479,7 +481,7 @@ down() {
   remove_iptables_rules
   local cgroup mount
   for cgroup in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    if [ -d "$cgroup" ]; then find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
   done
   while read -r mount; do umount -l "$mount" || true; done < <(our_mounts)
   for netns in /var/run/netns/cni-*; do
