@@ -94,8 +94,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+# Node ids become KFP task names, which the open-source backend uses as Argo template and
+# task names: letters, digits and "-" only (checked in tests/runners/test_kubeflow_compile.py).
 # The baseline step, which reads the serving directory rather than its inputs: never cached.
-LATEST_SERVED_MODEL_ID = "latest_served_model"
+LATEST_SERVED_MODEL_ID = "LatestServedModel"
+# The Importer of ready-made hyperparameters (--hparams-uri), in place of the Tuner.
+HPARAMS_IMPORTER_ID = "HyperparametersImporter"
 # Transform runs only on spans that passed validation; its pre-transform statistics of the
 # last one are the drift baseline.
 TRANSFORM_ID = "Transform"
@@ -223,7 +227,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         hyperparameters = tfx.dsl.Importer(
             source_uri=config.hparams_uri,
             artifact_type=tfx.types.standard_artifacts.HyperParameters,
-        ).with_id("hparams_importer")
+        ).with_id(HPARAMS_IMPORTER_ID)
         components.append(hyperparameters)
         best_hyperparameters = hyperparameters.outputs["result"]
     elif config.tune:

@@ -23,7 +23,7 @@ def test_default_pipeline_has_the_whole_standard_flow(tmp_path):
     assert set(components) == {
         "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
         "previous_span_statistics_resolver", "ExampleValidator", "AnomaliesGate", "Transform",
-        "Tuner", "Trainer", "latest_served_model", "Evaluator", "InfraValidator", "Pusher",
+        "Tuner", "Trainer", "LatestServedModel", "Evaluator", "InfraValidator", "Pusher",
         "BulkInferrer", "PredictionsExport",
     }
 
@@ -63,13 +63,13 @@ def test_pusher_needs_both_blessings(tmp_path):
 
 @pytest.mark.parametrize(
     ("changes", "present", "absent"),
-    [({"tune": False}, set(), {"Tuner", "hparams_importer"}),
-     ({"hparams_uri": "/h"}, {"hparams_importer"}, {"Tuner"}),
+    [({"tune": False}, set(), {"Tuner", "HyperparametersImporter"}),
+     ({"hparams_uri": "/h"}, {"HyperparametersImporter"}, {"Tuner"}),
      ({"inference_data_root": "/i"}, {"InferenceExampleGen"}, set()),
-     ({"target": "kfp"}, {"latest_served_model"},
+     ({"target": "kfp"}, {"LatestServedModel"},
       {"latest_blessed_model_resolver", "previous_span_statistics_resolver"}),
      ({"target": "vertex"}, {"latest_blessed_model_resolver"},
-      {"latest_served_model", "previous_span_statistics_resolver"})],
+      {"LatestServedModel", "previous_span_statistics_resolver"})],
 )
 def test_optional_components(tmp_path, changes, present, absent):
     ids = set(_components(_config(tmp_path, **changes)))
@@ -99,5 +99,5 @@ def test_local_runs_never_cache_the_served_model_lookup(tmp_path):
     caching = {node.pipeline_node.node_info.id:
                node.pipeline_node.execution_options.caching_options.enable_cache
                for node in ir.nodes}
-    assert caching.pop("latest_served_model") is False
+    assert caching.pop("LatestServedModel") is False
     assert all(caching.values())  # everything else is cached as usual

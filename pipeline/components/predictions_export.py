@@ -21,7 +21,8 @@ COLUMNS = (features.ID_KEY, features.PROBABILITY_KEY, features.CLASS_KEY)
 class PredictionsCsv(tfx.dsl.Artifact):
     """A directory holding ``predictions.csv``."""
 
-    TYPE_NAME = "tfxkfp.PredictionsCsv"
+    # The module and class TFX imports it by on KFP and Vertex (pipeline/__init__.py).
+    TYPE_NAME = "pipeline.PredictionsCsv"
 
 
 def _value(feature: tf.train.Feature):

@@ -1,32 +1,43 @@
 """The command of every TFX step on open-source Kubeflow Pipelines 2.x.
 
-TFX's KFP v2 entrypoint (``kubeflow_v2_run_executor``) hands artifact URIs to the executors
-as they are, and executors open them with ``tf.io.gfile``. That works for ``gs://``, but the
-in-cluster object store of open-source KFP is addressed as ``minio://`` or ``s3://``, which
-TensorFlow cannot open. KFP's launcher, which wraps every step, already mirrors those
-artifacts on the step's local disk: it downloads each input artifact to ``/minio/<key>``
-(``/s3/<key>``) before the step, and uploads each output artifact from there afterwards
-(``LocalPathForURI`` in the launcher). So this entrypoint:
+TFX's KFP v2 entrypoint (``kubeflow_v2_run_executor``) was written for Vertex AI, whose
+executor input differs from the one open-source KFP 2.16's driver builds. This entrypoint
+closes the gap, then runs TFX's entrypoint unchanged:
 
-1. points input and output artifacts at their local mirrors and creates the output
-   directories, as TFX's own launcher does before an executor runs;
-2. runs the file-based ExampleGen driver first when asked (``--pre_cache_check``): Vertex
-   runs it as the spec's ``lifecycle.preCacheCheck``, open-source KFP ignores that hook, and
-   the driver resolves span, version and fingerprint of the input data, which go onto the
-   Examples artifact as Vertex would put them;
-3. runs TFX's entrypoint unchanged;
-4. writes the original URIs back into the executor output, because the launcher copies
+1. Artifact types come from the component's own definitions, which the compiled step
+   passes as ``--json_serialized_inputs_spec_args`` and ``--json_serialized_outputs_spec_args``.
+   KFP's driver sends inputs from upstream tasks with an empty type schema
+   (``GetOutputArtifactsByExecutionId`` does not recover it), adds an ``executor-logs``
+   output of type ``system.Artifact`` to every task when it publishes logs, and maps some
+   types onto ``system.*`` titles; TFX imports each artifact's class from its title, so any
+   of these would crash the executor. Artifacts the component does not declare are not the
+   executor's: the launcher writes and uploads the logs itself.
+2. Artifact URIs point at the launcher's local copies. KFP's launcher downloads every input
+   artifact to ``/gcs/<key>``, ``/minio/<key>`` or ``/s3/<key>`` before the step and uploads
+   every output from there afterwards (``LocalPathForURI``). TensorFlow cannot open
+   ``minio://`` or ``s3://`` at all; on ``gs://`` it could, but writing there directly
+   leaves zero-byte "directory" objects that the next step's download turns into files
+   (and then fails to create directories under them), and reads the inputs twice.
+3. ExampleGen's file-based driver runs first when asked (``--pre_cache_check``): Vertex runs
+   it as the spec's ``lifecycle.preCacheCheck``, open-source KFP ignores that hook, and the
+   driver resolves span, version and fingerprint of the input data, which go onto the
+   Examples artifact as Vertex would put them.
+4. The original URIs are written back into the executor output, because the launcher copies
    URIs from it into ML Metadata and uploads from the local path of the URI it ends with.
-
-Artifacts on ``gs://`` (GKE, Vertex) are left alone: TensorFlow reads GCS itself.
+5. Once the outputs are written the process ends without interpreter teardown, where some
+   TFX executors' native libraries crash ("pure virtual method called") and would turn a
+   finished step into a failed task.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import posixpath
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any
 
 from absl import app, flags
 from google.protobuf import json_format
@@ -42,8 +53,10 @@ from tfx.orchestration.portable import outputs_utils
 from pipeline.components.kubernetes_infra_validator import KubernetesServingError
 
 # The object-store schemes KFP's launcher mirrors locally, and the directory it uses for each.
-LAUNCHER_MIRRORS = {"minio://": "minio", "s3://": "s3"}
+LAUNCHER_MIRRORS = {"gs://": "gcs", "minio://": "minio", "s3://": "s3"}
 PRE_CACHE_CHECK_FLAG = "--pre_cache_check"
+INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
+OUTPUTS_SPEC_FLAG = "--json_serialized_outputs_spec_args"
 
 
 def to_local(uri: str, mirror_root: str = "/") -> str:
@@ -69,6 +82,28 @@ def _map_uris(
     for artifact_list in artifact_lists:
         for artifact in artifact_list.artifacts:
             artifact.uri = convert(artifact.uri)
+
+
+def _conform(
+    artifacts: MutableMapping[str, pipeline_spec_pb2.ArtifactList],
+    declared: Mapping[str, Any],
+) -> None:
+    for name in list(artifacts):
+        if name not in declared:
+            del artifacts[name]
+            continue
+        for artifact in artifacts[name].artifacts:
+            artifact.type.CopyFrom(declared[name].artifact_type)
+
+
+def conform_to_component(
+    executor_input: pipeline_spec_pb2.ExecutorInput,
+    inputs_spec: pipeline_spec_pb2.ComponentInputsSpec,
+    outputs_spec: pipeline_spec_pb2.ComponentOutputsSpec,
+) -> None:
+    """Types every artifact as the component declares it; drops those it does not declare."""
+    _conform(executor_input.inputs.artifacts, inputs_spec.artifacts)
+    _conform(executor_input.outputs.artifacts, outputs_spec.artifacts)
 
 
 def localize(executor_input: pipeline_spec_pb2.ExecutorInput, mirror_root: str = "/") -> None:
@@ -113,24 +148,28 @@ def apply_driver_output(executor_input: pipeline_spec_pb2.ExecutorInput) -> None
 
 
 def run_step(argv: Sequence[str], mirror_root: str = "/") -> None:
-    """Runs one TFX step: ``argv`` are TFX's entrypoint flags, plus ``--pre_cache_check``."""
+    """Runs one TFX step: ``argv`` are TFX's entrypoint flags, plus ours (module docstring)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--json_serialized_invocation_args", required=True)
-    parser.add_argument("--json_serialized_inputs_spec_args")
+    parser.add_argument(INPUTS_SPEC_FLAG, default="{}")
+    parser.add_argument(OUTPUTS_SPEC_FLAG, required=True)
     parser.add_argument(PRE_CACHE_CHECK_FLAG, action="store_true")
     args, rest = parser.parse_known_args(argv)
-    inputs_spec = (
-        ["--json_serialized_inputs_spec_args", args.json_serialized_inputs_spec_args]
-        if args.json_serialized_inputs_spec_args
-        else []
-    )
     executor_input = json_format.Parse(
         args.json_serialized_invocation_args,
         pipeline_spec_pb2.ExecutorInput(),
         ignore_unknown_fields=True,
     )
+    conform_to_component(
+        executor_input,
+        json_format.Parse(args.json_serialized_inputs_spec_args,
+                          pipeline_spec_pb2.ComponentInputsSpec()),
+        json_format.Parse(args.json_serialized_outputs_spec_args,
+                          pipeline_spec_pb2.ComponentOutputsSpec()),
+    )
     localize(executor_input, mirror_root)
     invocation = json_format.MessageToJson(executor_input)
+    inputs_spec = [INPUTS_SPEC_FLAG, args.json_serialized_inputs_spec_args]
     if args.pre_cache_check:
         example_gen_driver.main(
             argparse.Namespace(
@@ -155,6 +194,12 @@ def main(argv: Sequence[str]) -> None:
         # A step that cannot reach or use the cluster (its service account, its namespace)
         # says so in one line; a traceback would only bury it.
         sys.exit(f"error: {error}")
+    # The outputs and the executor output file are written and closed: skip the teardown
+    # (module docstring, 5), after handing on what is buffered.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _parse_absl_flags(argv: list[str]) -> list[str]:

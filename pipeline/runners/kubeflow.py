@@ -6,10 +6,11 @@ as a pipeline package, so for ``kfp`` that part is written as YAML with the pipe
 as its default, adapted to what the open-source backend does differently from Vertex:
 
 - the spec uses schema 2.1, the only form of constants the open-source backend resolves;
-- every step runs ``pipeline.runners.kfp_step``, which lets TFX executors use the
-  launcher's local copies of ``minio://``/``s3://`` artifacts (TensorFlow cannot open those
-  schemes) and runs ExampleGen's driver, which Vertex runs as ``lifecycle.preCacheCheck``
-  and the open-source backend ignores;
+- every step runs ``pipeline.runners.kfp_step`` with its component's output definitions
+  (the input definitions TFX already passes): it types artifacts as the component declares
+  them, where the open-source driver leaves types out or adds outputs of its own, lets TFX
+  executors use the launcher's local copies of artifacts, and runs ExampleGen's driver,
+  which Vertex runs as ``lifecycle.preCacheCheck`` and the open-source backend ignores;
 - the steps that read outside their inputs are never cached (KFP's cache key cannot see a
   change there): ExampleGen (new data files) and the baseline lookup (a new push);
 - with ``volume_claim``, a second YAML document (KFP's platform spec) mounts the claim on
@@ -36,6 +37,7 @@ from pipeline import images
 from pipeline.components.kubernetes_infra_validator import MODEL_PVC_ENV, MODEL_PVC_MOUNT_PATH_ENV
 from pipeline.config import CURATED_SCHEMA, PipelineConfig
 from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
+from pipeline.runners.kfp_step import OUTPUTS_SPEC_FLAG, PRE_CACHE_CHECK_FLAG
 
 # Where the pipeline image keeps this repository (docker/pipeline/Dockerfile), so files the
 # package ships, like the curated schema, have a known path inside step containers.
@@ -66,11 +68,18 @@ def _under(path: str, directory: str) -> bool:
 
 
 def check_locations(config: PipelineConfig) -> None:
-    """Refuses a pipeline root, data or serving location the step pods could not reach."""
+    """Refuses a pipeline root, data, hyperparameters or serving location the steps cannot reach."""
     schemes = PIPELINE_ROOT_SCHEMES[config.target]
     if not config.pipeline_root.startswith(schemes):
         raise CompileError(
             f"pipeline root {config.pipeline_root!r}: {config.target} needs a "
+            f"{' or '.join(schemes)} URI"
+        )
+    # KFP's importer records and downloads only object-store URIs (importer_launcher.go):
+    # a plain path would fail at run time, after the steps before it.
+    if config.hparams_uri is not None and not config.hparams_uri.startswith(schemes):
+        raise CompileError(
+            f"hparams uri {config.hparams_uri!r}: the {config.target} importer needs a "
             f"{' or '.join(schemes)} URI"
         )
     mount = config.volume_mount_path
@@ -137,23 +146,30 @@ def _pipeline_job(config: PipelineConfig, image: str) -> dict[str, Any]:
 def _adapt_to_open_source_kfp(spec: dict[str, Any], config: PipelineConfig) -> None:
     """Step command, ExampleGen's driver and caching, as the module docstring says."""
     executors = spec["deploymentSpec"]["executors"]
+    components = spec["components"]
+    outputs_by_label = {
+        component["executorLabel"]: component.get("outputDefinitions", {})
+        for component in components.values() if "executorLabel" in component
+    }
     driven = set()
     for label, executor in executors.items():
         container = executor.get("container")
         if container is None:  # importers run inside the KFP backend
             continue
+        container["args"] += [
+            OUTPUTS_SPEC_FLAG, json.dumps(outputs_by_label[label], indent=2, sort_keys=True)
+        ]
         lifecycle = container.pop("lifecycle", None)
         if lifecycle is not None:
             if lifecycle["preCacheCheck"]["command"][-1] != EXAMPLE_GEN_DRIVER:
                 raise CompileError(f"{label}: unknown pre-cache check {lifecycle}")
-            container["args"].append("--pre_cache_check")
+            container["args"].append(PRE_CACHE_CHECK_FLAG)
             driven.add(label)
         if config.volume_claim:
             container["env"] = [
                 {"name": MODEL_PVC_ENV, "value": config.volume_claim},
                 {"name": MODEL_PVC_MOUNT_PATH_ENV, "value": config.volume_mount_path},
             ]
-    components = spec["components"]
     for name, task in spec["root"]["dag"]["tasks"].items():
         executor_label = components[task["componentRef"]["name"]].get("executorLabel")
         if executor_label in driven or name == LATEST_SERVED_MODEL_ID:

@@ -257,35 +257,44 @@ def _serving_spec(image: str) -> infra_validator_pb2.ServingSpec:
     )
 
 
-def _artifact(schema_title: str, uri: str, **metadata) -> dict:
-    return {"artifacts": [{"type": {"schemaTitle": schema_title, "schemaVersion": "0.0.1"},
-                           "uri": uri, "metadata": metadata}]}
+def _artifact(uri: str, **metadata) -> dict:
+    # KFP 2.16's driver sends artifacts from upstream steps untyped (kfp_step's docstring).
+    return {"artifacts": [{"type": {"instanceSchema": ""}, "uri": uri, "metadata": metadata}]}
+
+
+def _declared(schema_title: str) -> dict:
+    return {"artifactType": {"schemaTitle": schema_title, "schemaVersion": "0.0.1"}}
 
 
 def _step_args(store: Store, case: str, serving_spec, validation_spec, model: str,
                query: bool) -> list[str]:
     """kfp_step's arguments, as KFP's launcher hands them over (pipeline spec 2.1)."""
     case_dir = f"{store.pod}/{case}"
-    inputs = {"model": _artifact("tfx.Model", f"{store.pod}/{model}")}
+    inputs = {"model": _artifact(f"{store.pod}/{model}")}
+    declared_inputs = {"model": _declared("tfx.Model")}
     parameters = {"serving_spec": proto_utils.proto_to_json(serving_spec),
                   "validation_spec": proto_utils.proto_to_json(validation_spec)}
     if query:
-        inputs["examples"] = _artifact("tfx.Examples", f"{store.pod}/examples",
-                                       split_names='["eval"]')
+        inputs["examples"] = _artifact(f"{store.pod}/examples", split_names='["eval"]')
+        declared_inputs["examples"] = _declared("tfx.Examples")
         parameters["request_spec"] = proto_utils.proto_to_json(infra_validator_pb2.RequestSpec(
             tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(
                 signature_names=["serving_default"]),
             split_name="eval", num_examples=EVAL_EXAMPLES))
     executor_input = {
         "inputs": {"artifacts": inputs, "parameterValues": parameters},
-        "outputs": {"artifacts": {"blessing": _artifact("tfx.InfraBlessing",
-                                                        f"{case_dir}/blessing")},
+        "outputs": {"artifacts": {"blessing": {"artifacts": [{
+                        "type": _declared("tfx.InfraBlessing")["artifactType"],
+                        "uri": f"{case_dir}/blessing"}]}},
                     "outputFile": f"{case_dir}/executor_output.json"},
     }
-    inputs_spec = {"parameters": {key: {"parameterType": "STRING"} for key in parameters}}
+    inputs_spec = {"artifacts": declared_inputs,
+                   "parameters": {key: {"parameterType": "STRING"} for key in parameters}}
+    outputs_spec = {"artifacts": {"blessing": _declared("tfx.InfraBlessing")}}
     return ["--executor_class_path", EXECUTOR,
             "--json_serialized_invocation_args", json.dumps(executor_input),
-            "--json_serialized_inputs_spec_args", json.dumps(inputs_spec)]
+            "--json_serialized_inputs_spec_args", json.dumps(inputs_spec),
+            "--json_serialized_outputs_spec_args", json.dumps(outputs_spec)]
 
 
 def _step_pod(name: str, image: str, service_account: str, store: Store,

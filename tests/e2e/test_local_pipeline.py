@@ -24,7 +24,7 @@ TFXKFP = str(Path(sys.executable).with_name("tfxkfp"))
 ALL_COMPONENTS = {
     "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
     "previous_span_statistics_resolver", "ExampleValidator", "AnomaliesGate", "Transform",
-    "Tuner", "Trainer", "latest_served_model", "Evaluator", "InfraValidator", "Pusher",
+    "Tuner", "Trainer", "LatestServedModel", "Evaluator", "InfraValidator", "Pusher",
     "BulkInferrer", "PredictionsExport",
 }
 
@@ -141,7 +141,7 @@ def test_second_run_uses_the_cache_and_the_first_model_as_baseline(first_run, se
         assert states[cached] == "cached", states
     # The baseline is looked up afresh on every run (the serving directory may have changed);
     # validation reruns, now with the first span as its drift baseline, and finds no drift.
-    assert states["latest_served_model"] == states["ExampleValidator"] == "complete"
+    assert states["LatestServedModel"] == states["ExampleValidator"] == "complete"
     assert second["anomalies"] == []
     # The candidate is the cached first model, and the baseline is that same model as served,
     # so it does not regress, and it is already serving: no second copy is pushed.
@@ -201,5 +201,5 @@ def test_unlearnable_labels_are_not_blessed_and_not_pushed(tmp_path):
     assert summary["blessed"]["evaluator"] is False
     assert summary["pushed_model"] is None
     states = {c["id"]: c["status"] for c in summary["components"]}
-    assert states["hparams_importer"] == "complete" and "Tuner" not in states
+    assert states["HyperparametersImporter"] == "complete" and "Tuner" not in states
     assert not any((output / "serving" / "social_network_ads").glob("[0-9]*"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import cli
 from pipeline.components import kubernetes_infra_validator
+from pipeline.components.predictions_export import PredictionsCsv
 from pipeline.config import PipelineConfig
 from pipeline.runners import kubeflow
 
@@ -28,7 +30,7 @@ KIND = {
 }
 COMPONENTS = {
     "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-    "AnomaliesGate", "Transform", "Tuner", "Trainer", "latest_served_model", "Evaluator",
+    "AnomaliesGate", "Transform", "Tuner", "Trainer", "LatestServedModel", "Evaluator",
     "InfraValidator", "Pusher", "BulkInferrer", "PredictionsExport",
 }
 
@@ -77,7 +79,7 @@ def test_every_component_is_a_task_with_its_dependencies(kfp_spec):
     assert set(tasks) == COMPONENTS
     dependencies = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert dependencies["Transform"] == {"AnomaliesGate", "CsvExampleGen", "ImportSchemaGen"}
-    assert {"Trainer", "latest_served_model", "CsvExampleGen"} <= dependencies["Evaluator"]
+    assert {"Trainer", "LatestServedModel", "CsvExampleGen"} <= dependencies["Evaluator"]
     assert {"Trainer", "Evaluator", "InfraValidator"} <= dependencies["Pusher"]
     assert "Tuner" in dependencies["Trainer"]
     assert dependencies["CsvExampleGen"] == set()
@@ -116,11 +118,11 @@ def test_infra_validator_step_carries_the_kubernetes_serving_spec(kfp_spec):
 
 
 def test_the_baseline_comes_from_an_ordinary_step(kfp_spec):
-    executor = _executor(kfp_spec, "latest_served_model")["container"]
+    executor = _executor(kfp_spec, "LatestServedModel")["container"]
     assert any("LatestServedModel" in arg for arg in executor["args"])
     evaluator_inputs = _task(kfp_spec, "Evaluator")["inputs"]["artifacts"]
     assert evaluator_inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == (
-        "latest_served_model"
+        "LatestServedModel"
     )
 
 
@@ -151,13 +153,69 @@ def test_every_step_runs_the_kfp_step_entrypoint(kfp_spec):
             assert "lifecycle" not in executor["container"]  # ignored by open-source KFP
 
 
+def test_every_step_gets_its_component_output_definitions(kfp_spec):
+    """kfp_step types outputs from these, not from what KFP's driver sends (kfp_step, 1)."""
+    for name, component in kfp_spec["components"].items():
+        args = kfp_spec["deploymentSpec"]["executors"][component["executorLabel"]]
+        if "container" not in args:
+            continue
+        args = args["container"]["args"]
+        flag = args.index("--json_serialized_outputs_spec_args")
+        declared = json.loads(args[flag + 1])
+        assert declared == component.get("outputDefinitions", {}), name
+        json_format.ParseDict(declared, pipeline_spec_pb2.ComponentOutputsSpec())
+
+
+# Argo's rule for template and DAG task names (argo-workflows v3.7.3, workflow/validate/
+# validate.go, workflowFieldNameFmt and workflowFieldMaxLength). KFP 2.16's compiler uses each
+# task name and component name as they are, and adds "-driver" (argocompiler/dag.go, argo.go);
+# the API server validates the workflow with Argo before it creates a run.
+ARGO_NAME = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]*")
+ARGO_NAME_MAX = 128
+
+
+@pytest.mark.parametrize("changes", [{}, {"hparams_uri": "gs://demo-bucket/hparams"}, KIND])
+def test_task_and_component_names_are_valid_argo_names(changes, tmp_path):
+    path = kubeflow.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
+    spec = next(yaml.safe_load_all(path.read_text()))
+    names = {*spec["root"]["dag"]["tasks"], *spec["components"]}
+    assert names
+    for name in names:
+        for argo_name in (name, f"{name}-driver"):
+            assert ARGO_NAME.fullmatch(argo_name), argo_name
+            assert len(argo_name) <= ARGO_NAME_MAX, argo_name
+
+
+@pytest.mark.parametrize("target", ["kfp", "vertex"])
+def test_every_artifact_title_names_a_class_tfx_can_import(target, tmp_path):
+    """TFX's KFP v2 entrypoint imports an artifact's class from its schema title."""
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as utils
+    from tfx.utils import import_utils
+
+    path = kubeflow.compile_pipeline(_config(target), IMAGE, tmp_path / "p.out")
+    text = path.read_text()
+    spec = json.loads(text)["pipelineSpec"] if target == "vertex" else yaml.safe_load(text)
+    types = [
+        artifact["artifactType"]
+        for component in spec["components"].values()
+        for definitions in (component.get("inputDefinitions", {}),
+                            component.get("outputDefinitions", {}))
+        for artifact in definitions.get("artifacts", {}).values()
+    ]
+    classes = set()
+    for artifact_type in types:
+        message = json_format.ParseDict(artifact_type, pipeline_spec_pb2.ArtifactTypeSchema())
+        classes.add(import_utils.import_class_by_path(utils._retrieve_class_path(message)))
+    assert PredictionsCsv in classes
+
+
 def test_example_gen_runs_its_driver(kfp_spec):
     assert "--pre_cache_check" in _executor(kfp_spec, "CsvExampleGen")["container"]["args"]
     assert "--pre_cache_check" not in _executor(kfp_spec, "Trainer")["container"]["args"]
 
 
 def test_steps_reading_outside_their_inputs_are_never_cached(kfp_spec):
-    for task in ("CsvExampleGen", "latest_served_model"):
+    for task in ("CsvExampleGen", "LatestServedModel"):
         assert _task(kfp_spec, task)["cachingOptions"] == {"enableCache": False}
     assert _task(kfp_spec, "Trainer")["cachingOptions"] == {"enableCache": True}
 
@@ -194,6 +252,9 @@ def test_kind_spec_mounts_the_claim_on_every_step(kind_spec_path):
     ({**KIND, "serving_model_dir": "/models/x"}, "serving dir '/models/x'.*under the volume"),
     ({**KIND, "inference_data_root": "/tfxdata"}, "inference data root '/tfxdata'"),
     ({**KIND, "volume_mount_path": "tfx"}, "volume mount path 'tfx'"),
+    # KFP's importer takes object-store URIs only (importer_launcher.go).
+    ({**KIND, "hparams_uri": "/tfx/hparams"},
+     "hparams uri '/tfx/hparams': the kfp importer needs a gs:// or minio:// or s3:// URI"),
 ])
 def test_locations_step_pods_cannot_reach_are_refused(changes, message, tmp_path):
     with pytest.raises(kubeflow.CompileError, match=message):
@@ -221,7 +282,7 @@ def test_vertex_target_keeps_tfx_resolver_and_in_process_infra_validation(tmp_pa
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]
     assert baseline["producerTask"] == "latest_blessed_model_resolver-model-resolver"
-    assert "latest_served_model" not in tasks
+    assert "LatestServedModel" not in tasks
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     assert "resolver" in executors["latest_blessed_model_resolver-model-resolver_executor"]
     assert "LocalInfraValidatorExecutor" in json.dumps(executors)
