@@ -267,6 +267,10 @@ def submit(
 ) -> SubmittedRun:
     """Creates a run of the spec in ``experiment`` (created if missing).
 
+    The run's pipeline root is the spec's ``defaultPipelineRoot``: KFP 2.x's backend reads
+    the root only from the run's runtime config, else from its ``kfp-launcher`` ConfigMap
+    (apiserver api_converter.go, driver root_dag.go), never from the spec.
+
     With ``wait`` the run is followed until it ends; anything but SUCCEEDED, or still
     running after ``timeout_seconds``, raises ``RunFailedError``. ``token`` is sent as a
     bearer token; without one, ``kfp.Client`` applies its own default credentials.
@@ -284,6 +288,7 @@ def submit(
             job_name=name,
             pipeline_package_path=str(spec_path),
             params=values,
+            pipeline_root=spec.get("defaultPipelineRoot"),
         )
     run_url = f"{host}/#/runs/details/{run.run_id}"
     state = run.state or _UNSPECIFIED_STATE
@@ -332,6 +337,7 @@ def create_schedule(
             params=values,
             pipeline_package_path=str(spec_path),
             enabled=True,
+            pipeline_root=spec.get("defaultPipelineRoot"),
         )
     return recurring_run.recurring_run_id
 

@@ -22,7 +22,11 @@ def _echo(msg: str, flag: bool, items: list, conf: dict) -> str:
     return msg
 
 
-@dsl.pipeline(name="two-step")
+# Its own pipeline root, as every spec `tfxkfp compile` writes has.
+PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts/two-step"
+
+
+@dsl.pipeline(name="two-step", pipeline_root=PIPELINE_ROOT)
 def _two_step(
     a: int = 1, b: float = 2.0, msg: str = "hi", flag: bool = False,
     items: list = [1], conf: dict = {},  # noqa: B006 (KFP pipeline defaults, never mutated)

@@ -36,6 +36,7 @@ from pipeline.runners.kubeflow_api import (
 )
 
 API = "/apis/v2beta1"
+PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts/two-step"
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +228,10 @@ def test_submit_creates_experiment_then_run_with_spec_and_typed_params(
         "experiment_id": "exp-1",
         "display_name": "nightly",
         "pipeline_spec": spec,
+        # The backend takes the root from here only, not from the spec.
         "runtime_config": {"parameters": {
             "a": 5, "b": 2.5, "msg": "yo", "flag": True, "items": [1, 2], "conf": {"k": "v"},
-        }},
+        }, "pipeline_root": PIPELINE_ROOT},
     }
     assert all(request.authorization is None for request in kfp_server.requests)
     assert submitted == kubeflow_api.SubmittedRun(
@@ -253,7 +255,7 @@ def test_submit_reuses_an_existing_experiment_and_names_the_run_after_the_pipeli
     create_run = kfp_server.requests[-1]
     assert create_run.body["experiment_id"] == "exp-old"
     assert re.fullmatch(r"two-step \d{4}-\d\d-\d\d \d\d-\d\d-\d\d", create_run.body["display_name"])
-    assert create_run.body["runtime_config"] == {"parameters": {}}
+    assert create_run.body["runtime_config"] == {"parameters": {}, "pipeline_root": PIPELINE_ROOT}
 
 
 def test_submit_in_a_namespace_scopes_the_experiment_and_still_checks_health(
@@ -459,7 +461,7 @@ def test_create_schedule_sends_cron_trigger_concurrency_and_enabled_mode(
         "max_concurrency": 2,
         "no_catchup": True,
         "pipeline_spec": spec,
-        "runtime_config": {"parameters": {"a": 2}},
+        "runtime_config": {"parameters": {"a": 2}, "pipeline_root": PIPELINE_ROOT},
     }
     assert kfp_server.requests[-1].authorization == "Bearer t"
 

@@ -28,9 +28,11 @@ def spec_yaml(two_step_spec) -> Path:
 def job_json(spec_yaml) -> Path:
     """The shape KubeflowV2DagRunner writes for --target vertex."""
     path = spec_yaml.with_name("two-step-job.json")
+    spec = yaml.safe_load(spec_yaml.read_text())
+    del spec["defaultPipelineRoot"]  # TFX puts the root in runtimeConfig only
     path.write_text(json.dumps({
         "displayName": "two-step-job",
-        "pipelineSpec": yaml.safe_load(spec_yaml.read_text()),
+        "pipelineSpec": spec,
         "runtimeConfig": {"gcsOutputDirectory": "gs://demo-bucket/compiled-root"},
     }))
     return path
