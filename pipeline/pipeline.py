@@ -241,7 +241,6 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 "seed": config.seed,
                 "epochs": config.epochs,
                 "max_trials": config.tuner_max_trials,
-                "time_budget_seconds": config.tuner_time_budget_seconds,
             },
         )
         components.append(tuner)

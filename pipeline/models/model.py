@@ -16,6 +16,8 @@ layer are wrapped in a ``tf.Module`` and saved with ``tf.saved_model.save``.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -24,7 +26,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
 from pipeline.models import constants, features, preprocessing
 
@@ -34,6 +35,8 @@ TRANSFORM_FEATURES = "transform_features"
 
 _GENDER_IDS = len(features.GENDER_VOCABULARY) + preprocessing.GENDER_OOV_BUCKETS
 _AGE_BANDS = len(features.AGE_BAND_BOUNDARIES) + 1
+# Training examples are shuffled in a window of this many (tfx_bsl's default too).
+SHUFFLE_BUFFER = 10_000
 # The transformed features the model reads; the label and anything else are left out.
 MODEL_INPUT_KEYS = tuple(
     features.transformed_name(key)
@@ -42,52 +45,101 @@ MODEL_INPUT_KEYS = tuple(
 )
 
 
+@dataclass(frozen=True)
+class TrainingBudget:
+    """How one network trains: ``epochs`` passes over the train split in batches."""
+
+    batch_size: int
+    epochs: int
+
+
+def training_budget(train_rows: int, max_epochs: int = constants.EPOCHS) -> TrainingBudget:
+    """The budget for a train split of ``train_rows`` rows (constants.py says why).
+
+    Small data trains as it always has; larger data in larger batches and, once a pass
+    alone is long, in fewer passes, so the steps stop growing with the data and only the
+    reading does.
+    """
+    batch_size = constants.BATCH_SIZE
+    while (batch_size < constants.MAX_BATCH_SIZE
+           and train_rows > batch_size * constants.STEPS_PER_PASS):
+        batch_size *= 2
+    steps_per_pass = max(1, math.ceil(train_rows / batch_size))
+    epochs = math.ceil(constants.MAX_TRAINING_STEPS / steps_per_pass)
+    return TrainingBudget(batch_size=batch_size, epochs=max(1, min(max_epochs, epochs)))
+
+
+def _files(file_pattern: list[str]) -> list[str]:
+    return sorted(name for pattern in file_pattern for name in tf.io.gfile.glob(pattern))
+
+
+def count_examples(file_pattern: list[str]) -> int:
+    """Records in gzipped TFRecord files: one read, no parsing (Transform writes these)."""
+    records = tf.data.TFRecordDataset(_files(file_pattern), compression_type="GZIP",
+                                      num_parallel_reads=tf.data.AUTOTUNE)
+    return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
 def input_fn(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     *,
+    batch_size: int,
     training: bool,
     seed: int,
 ) -> tf.data.Dataset:
     """One pass of batches of (transformed features, label); Keras repeats it per epoch.
 
     Training data is reshuffled on every pass; evaluation data is read in order, so
-    validation metrics count every eval example exactly once.
+    validation metrics count every eval example exactly once. Parsed with tf.data directly:
+    TFX's DataAccessor (tfx_bsl) made the Trainer's passes about three times slower
+    (benchmarks/results/direct_runner_modes.md).
     """
-    return data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=constants.BATCH_SIZE,
-            label_key=features.LABEL_KEY,
-            shuffle=training,
-            shuffle_seed=seed,
-            num_epochs=1,
-        ),
-        tf_transform_output.transformed_metadata.schema,
-    )
+    records = tf.data.TFRecordDataset(_files(file_pattern), compression_type="GZIP",
+                                      num_parallel_reads=tf.data.AUTOTUNE)
+    if training:
+        records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    feature_spec = tf_transform_output.transformed_feature_spec()
+
+    def split_label(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        return {key: parsed[key] for key in MODEL_INPUT_KEYS}, parsed[features.LABEL_KEY]
+
+    return (records.batch(batch_size)
+            .map(split_label, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def training_kwargs(fn_args: tfx.components.FnArgs) -> dict[str, Any]:
     """``Model.fit`` arguments shared by the Tuner's trials and the Trainer.
 
     Seeds every random source and makes TensorFlow's kernels deterministic, so the same data
-    and seed give the same model: a rerun is comparable with its baseline.
+    and seed give the same model: a rerun is comparable with its baseline. The batch size
+    and passes come from the size of the train split (``training_budget``), counted here:
+    no row count needs to be known when the pipeline is compiled.
     """
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     custom_config = fn_args.custom_config or {}
     seed = int(custom_config.get("seed", 0))
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    epochs = int(custom_config.get("epochs", constants.EPOCHS))
+    train_rows = count_examples(fn_args.train_files)
+    budget = training_budget(
+        train_rows, max_epochs=int(custom_config.get("epochs", constants.EPOCHS))
+    )
+    logging.info(
+        "training budget: %d train rows, batch %d, %d passes, %d steps a network",
+        train_rows, budget.batch_size, budget.epochs,
+        budget.epochs * math.ceil(train_rows / budget.batch_size),
+    )
     return {
-        "x": input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                      training=True, seed=seed),
-        "validation_data": input_fn(fn_args.eval_files, fn_args.data_accessor,
-                                    tf_transform_output, training=False, seed=seed),
-        # An epoch is one pass over the train split, whatever its size: no row count needs
-        # to be known when the pipeline is compiled.
-        "epochs": epochs,
+        "x": input_fn(fn_args.train_files, tf_transform_output,
+                      batch_size=budget.batch_size, training=True, seed=seed),
+        # Evaluation batches do not change the result; large ones only make it faster.
+        "validation_data": input_fn(fn_args.eval_files, tf_transform_output,
+                                    batch_size=constants.MAX_BATCH_SIZE, training=False,
+                                    seed=seed),
+        "epochs": budget.epochs,
         "verbose": 0,
     }
 
@@ -206,14 +258,17 @@ def export_serving_model(
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains with the tuned (or default) hyperparameters and exports the serving model."""
     fit_kwargs = training_kwargs(fn_args)
+    # The eval split is the Evaluator's to judge; only the Tuner, which ranks trials by it,
+    # validates while training.
+    del fit_kwargs["validation_data"]
     hparams = hparams_values(fn_args.hyperparameters)
     # An average of a few networks from different initialisations: on ~300 rows a single
     # network's eval accuracy moves by several points with its random start.
     models = []
     for member in range(constants.ENSEMBLE_SIZE):
         model = build_model(hparams)
-        # A fixed number of epochs, no early stopping: the eval split is not used to
-        # decide when training ends.
+        # A budget fixed by the data size, no early stopping: the eval split is not used
+        # to decide when training ends.
         model.fit(
             **fit_kwargs,
             callbacks=[

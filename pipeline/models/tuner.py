@@ -1,31 +1,16 @@
-"""Hyperparameter search with KerasTuner, bounded by a trial count and a wall-clock budget."""
+"""Hyperparameter search with KerasTuner, bounded by a trial count.
+
+Every trial trains on the Trainer's budget (model.training_budget), so a search costs at most
+TUNER_MAX_TRIALS * TUNER_EXECUTIONS_PER_TRIAL trainings at any data size, and the same
+trials on the same data whatever else the machine is doing.
+"""
 
 from __future__ import annotations
-
-import time
 
 import keras_tuner
 from tfx import v1 as tfx
 
 from pipeline.models import constants, model
-
-
-class BudgetedRandomSearchOracle(keras_tuner.oracles.RandomSearchOracle):
-    """Random search that starts no new trial once ``max_seconds`` have passed.
-
-    KerasTuner only bounds the number of trials; on a laptop the useful bound is time.
-    A trial that has started always finishes, so the search can overrun by one trial.
-    """
-
-    def __init__(self, *args, max_seconds: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_seconds = max_seconds
-        self._started = time.monotonic()
-
-    def populate_space(self, trial_id):
-        if time.monotonic() - self._started > self.max_seconds:
-            return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED, "values": None}
-        return super().populate_space(trial_id)
 
 
 def search_space() -> keras_tuner.HyperParameters:
@@ -40,14 +25,11 @@ def search_space() -> keras_tuner.HyperParameters:
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """Builds the search; the Tuner component runs it and exports the best hyperparameters."""
     custom_config = fn_args.custom_config or {}
-    oracle = BudgetedRandomSearchOracle(
+    oracle = keras_tuner.oracles.RandomSearchOracle(
         objective=keras_tuner.Objective("val_auc", direction="max"),
         max_trials=int(custom_config.get("max_trials", constants.TUNER_MAX_TRIALS)),
         hyperparameters=search_space(),
         seed=int(custom_config.get("seed", 0)),
-        max_seconds=float(
-            custom_config.get("time_budget_seconds", constants.TUNER_TIME_BUDGET_SECONDS)
-        ),
     )
     fit_kwargs = model.training_kwargs(fn_args)  # seeds before the first trial builds
     tuner = keras_tuner.Tuner(

@@ -86,3 +86,21 @@ def test_build_model_follows_the_hyperparameters(layers):
     built = model.build_model({**constants.DEFAULT_HPARAMS, constants.HIDDEN_LAYERS: layers})
     dense = [layer for layer in built.layers if layer.__class__.__name__ == "Dense"]
     assert len(dense) == layers + 1  # hidden layers plus the output
+
+
+@pytest.mark.parametrize(("rows", "max_epochs", "batch_size", "epochs"), [
+    (300, 20, 32, 20),  # the real data: trains as its quality was measured
+    (3_200, 20, 32, 6),  # 100 steps a pass at the smallest batch: passes stop at 600 steps
+    (7_500, 20, 128, 11),
+    (75_000, 20, 1024, 9),
+    (750_000, 20, 1024, 1),  # a pass alone is past the step budget
+    (300, 2, 32, 2),  # --epochs is an upper bound
+])
+def test_the_training_budget_follows_the_data_size(rows, max_epochs, batch_size, epochs):
+    budget = model.training_budget(rows, max_epochs=max_epochs)
+    assert (budget.batch_size, budget.epochs) == (batch_size, epochs)
+
+
+def test_the_trainer_counts_its_examples(tiny_training):
+    files = [str(tiny_training.transform_dir.parent / "transformed_examples" / "Split-train" / "*")]
+    assert model.count_examples(files) == 90
