@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.config import DEFAULT_KEEP_VERSIONS, DEFAULT_RUN_FN, TF_SERVING_TAG
+from pipeline.config import (
+    DEFAULT_KEEP_VERSIONS,
+    DEFAULT_RUN_FN,
+    IN_MEMORY_BEAM_ARGS,
+    TF_SERVING_TAG,
+    local_beam_args,
+)
 from pipeline.models import constants
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ANOMALIES, EXIT_NOT_BLESSED = 0, 1, 2, 3, 4
@@ -64,8 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="training and tuning seed")
     run.add_argument(
         "--epochs", type=_at_least(1), default=_env("EPOCHS", str(constants.EPOCHS)),
-        help="passes over the train split per trained network (default: %(default)s) "
-        "[TFXKFP_EPOCHS]",
+        help="at most this many passes over the train split per trained network; large "
+        "data gets fewer, in larger batches (default: %(default)s) [TFXKFP_EPOCHS]",
+    )
+    run.add_argument(
+        "--beam-arg", action="append", default=[], metavar="OPTION",
+        help="a Beam pipeline option for the steps that run on Beam, repeatable, e.g. "
+        "--beam-arg=--direct_num_workers=2; any replace the default: the DirectRunner, one "
+        "in-memory worker, or a worker process per core from 300,000 rows",
     )
     run.add_argument(
         "--run-fn", default=_env("RUN_FN", DEFAULT_RUN_FN),
@@ -306,7 +318,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def _beam_args(args: argparse.Namespace) -> tuple[str, ...]:
     if args.beam_runner == "direct":
-        return ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+        return IN_MEMORY_BEAM_ARGS
     missing = [flag for flag, value in (("--dataflow-project", args.dataflow_project),
                                         ("--dataflow-region", args.dataflow_region),
                                         ("--dataflow-temp-location", args.dataflow_temp_location))
@@ -460,6 +472,7 @@ def _run_logged(args: argparse.Namespace, output: Path, terminal: TextIO) -> int
             epochs=args.epochs,
             run_fn=args.run_fn,
             keep_versions=args.keep_versions,
+            beam_args=tuple(args.beam_arg) or local_beam_args(training.rows),
         )
     except staging.InputError as error:
         print(f"error: {error}", file=sys.stderr)

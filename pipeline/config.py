@@ -6,7 +6,8 @@ volume the step pods mount, and the pipeline only passes them on to TFX.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.models import constants
@@ -27,6 +28,22 @@ TF_SERVING_TAG = "2.16.1"
 DEFAULT_RUN_FN = "pipeline.models.model.run_fn"
 # Served versions the Pusher keeps: room for a few rollbacks, bounded disk.
 DEFAULT_KEEP_VERSIONS = 5
+# Beam's DirectRunner, in this process, one worker: what every step's Beam work runs on
+# unless told otherwise (Dataflow: cli.py; local runs: local_beam_args).
+IN_MEMORY_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# From this many rows a local run gives each core a DirectRunner worker process. Measured on
+# 2 cores (benchmarks/results/direct_runner_modes.md): at 100k rows one in-memory worker is
+# 39 s faster (a worker process takes seconds to start and import TensorFlow), at 1M rows two
+# processes are 139 s faster; the two measurements cross near 300k.
+MULTI_PROCESS_FROM_ROWS = 300_000
+
+
+def local_beam_args(rows: int) -> tuple[str, ...]:
+    """The DirectRunner options a local run on ``rows`` training rows uses."""
+    cores = os.cpu_count() or 1
+    if rows < MULTI_PROCESS_FROM_ROWS or cores == 1:
+        return IN_MEMORY_BEAM_ARGS
+    return ("--direct_running_mode=multi_processing", f"--direct_num_workers={cores}")
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,6 @@ class PipelineConfig:
     # The Pusher keeps this many newest versions and retires older ones; 0 keeps all.
     keep_versions: int = DEFAULT_KEEP_VERSIONS
     tuner_max_trials: int = constants.TUNER_MAX_TRIALS
-    tuner_time_budget_seconds: float = constants.TUNER_TIME_BUDGET_SECONDS
     # Evaluator gates: absolute floors, and no regression against the baseline.
     min_auc: float = 0.85
     min_binary_accuracy: float = 0.75
@@ -69,9 +85,7 @@ class PipelineConfig:
     # kind/minikube (training data, the serving directory, the InfraValidator's model copy).
     volume_claim: str = ""
     volume_mount_path: str = ""
-    beam_args: tuple[str, ...] = field(
-        default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
-    )
+    beam_args: tuple[str, ...] = IN_MEMORY_BEAM_ARGS
     pipeline_name: str = PIPELINE_NAME
     model_name: str = MODEL_NAME
 

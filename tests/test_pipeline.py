@@ -1,9 +1,17 @@
 """create_pipeline's wiring, checked on the objects it builds (no run)."""
 
 import json
+import os
+
 import pytest
 
-from pipeline.config import PipelineConfig, local_paths
+from pipeline.config import (
+    IN_MEMORY_BEAM_ARGS,
+    MULTI_PROCESS_FROM_ROWS,
+    PipelineConfig,
+    local_beam_args,
+    local_paths,
+)
 from pipeline.pipeline import create_pipeline, eval_config
 from pipeline.runners import local
 
@@ -101,3 +109,17 @@ def test_local_runs_never_cache_the_served_model_lookup(tmp_path):
                for node in ir.nodes}
     assert caching.pop("LatestServedModel") is False
     assert all(caching.values())  # everything else is cached as usual
+
+
+@pytest.mark.parametrize(("rows", "cores", "expected"), [
+    (400, 2, IN_MEMORY_BEAM_ARGS),
+    (MULTI_PROCESS_FROM_ROWS - 1, 2, IN_MEMORY_BEAM_ARGS),
+    (MULTI_PROCESS_FROM_ROWS, 2,
+     ("--direct_running_mode=multi_processing", "--direct_num_workers=2")),
+    (10**6, 1, IN_MEMORY_BEAM_ARGS),  # one core: worker processes only cost their start
+])
+def test_local_runs_give_each_core_a_beam_worker_from_a_measured_size(
+    rows, cores, expected, monkeypatch
+):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert local_beam_args(rows) == expected
