@@ -12,12 +12,12 @@ closes the gap, then runs TFX's entrypoint unchanged:
    types onto ``system.*`` titles; TFX imports each artifact's class from its title, so any
    of these would crash the executor. Artifacts the component does not declare are not the
    executor's: the launcher writes and uploads the logs itself.
-2. Artifact URIs point at the launcher's local copies. KFP's launcher downloads every input
-   artifact to ``/gcs/<key>``, ``/minio/<key>`` or ``/s3/<key>`` before the step and uploads
-   every output from there afterwards (``LocalPathForURI``). TensorFlow cannot open
-   ``minio://`` or ``s3://`` at all; on ``gs://`` it could, but writing there directly
-   leaves zero-byte "directory" objects that the next step's download turns into files
-   (and then fails to create directories under them), and reads the inputs twice.
+2. ``minio://`` and ``s3://`` artifact URIs point at the launcher's local copies: KFP's
+   launcher downloads every input artifact to ``/minio/<key>`` (``/s3/<key>``) before the
+   step and uploads every output from there afterwards (``LocalPathForURI``), and
+   TensorFlow cannot open those schemes. ``gs://`` artifacts are left to TensorFlow, which
+   reads GCS itself, and the Kubernetes InfraValidator needs their ``gs://`` URIs, which its
+   serving pod reads.
 3. ExampleGen's file-based driver runs first when asked (``--pre_cache_check``): Vertex runs
    it as the spec's ``lifecycle.preCacheCheck``, open-source KFP ignores that hook, and the
    driver resolves span, version and fingerprint of the input data, which go onto the
@@ -53,7 +53,7 @@ from tfx.orchestration.portable import outputs_utils
 from pipeline.components.kubernetes_infra_validator import KubernetesServingError
 
 # The object-store schemes KFP's launcher mirrors locally, and the directory it uses for each.
-LAUNCHER_MIRRORS = {"gs://": "gcs", "minio://": "minio", "s3://": "s3"}
+LAUNCHER_MIRRORS = {"minio://": "minio", "s3://": "s3"}
 PRE_CACHE_CHECK_FLAG = "--pre_cache_check"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
 OUTPUTS_SPEC_FLAG = "--json_serialized_outputs_spec_args"

@@ -29,7 +29,7 @@ ROOT = "minio://mlpipeline/v2/artifacts/social-network-ads/run-1"
 @pytest.mark.parametrize(("uri", "local"), [
     ("minio://mlpipeline/v2/artifacts/x", "/mirror/minio/mlpipeline/v2/artifacts/x"),
     ("s3://bucket/key/y", "/mirror/s3/bucket/key/y"),
-    ("gs://bucket/z", "/mirror/gcs/bucket/z"),
+    ("gs://bucket/z", "gs://bucket/z"),
     ("/tfx/data", "/tfx/data"),
 ])
 def test_uris_map_to_the_launcher_mirror_and_back(uri, local):
@@ -170,19 +170,6 @@ def _example_gen_then_statistics_gen(spec, root: str, mirror: Path) -> None:
 def test_example_gen_then_statistics_gen_on_a_minio_root(kind, tmp_path):
     root = "minio://mlpipeline/v2/artifacts/social-network-ads/run-1"
     _example_gen_then_statistics_gen(kind, root, tmp_path / "mirror")
-
-
-def test_on_a_gcs_root_steps_use_the_launcher_copy_and_write_nothing_to_gcs(tmp_path):
-    """On gs:// too, executors read and write the launcher's copy under /gcs.
-
-    Nothing here can reach GCS: a step that opened a gs:// path itself would fail. Writing
-    there directly is what leaves the zero-byte "directory" objects that break the next
-    step's download; the launcher's upload writes files only.
-    """
-    spec = _compiled(tmp_path / "volume", "gs://demo-bucket/pipeline-root")
-    mirror = tmp_path / "mirror"
-    _example_gen_then_statistics_gen(spec, "gs://demo-bucket/pipeline-root/run-1", mirror)
-    assert sorted(path.name for path in mirror.iterdir()) == ["gcs"]
 
 
 def test_the_step_command_starts_under_absl_and_parses_its_own_flags():
