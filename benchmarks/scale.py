@@ -140,8 +140,8 @@ def latest(records: list[dict], *, default_beam_only: bool = False) -> list[dict
 
 
 def write_table(records: list[dict]) -> None:
-    header = ("| date | rows | Beam options | pipeline s | reference s | ratio | peak RSS MiB | CPU % | AUC | "
-              "ref AUC | " + " | ".join(f"{step} s" for step in STEPS) + " |")
+    header = ("| date | rows | Beam options | pipeline s | reference s | ratio | peak RSS MiB "
+              "| CPU % | AUC | ref AUC | " + " | ".join(f"{step} s" for step in STEPS) + " |")
     lines = [
         "# Scale: a whole untuned run against a hand-written reference",
         "",

@@ -51,6 +51,7 @@ class TrainingBudget:
 
     batch_size: int
     epochs: int
+    steps: int  # over all passes
 
 
 def training_budget(train_rows: int, max_epochs: int = constants.EPOCHS) -> TrainingBudget:
@@ -65,19 +66,21 @@ def training_budget(train_rows: int, max_epochs: int = constants.EPOCHS) -> Trai
            and train_rows > batch_size * constants.STEPS_PER_PASS):
         batch_size *= 2
     steps_per_pass = max(1, math.ceil(train_rows / batch_size))
-    epochs = math.ceil(constants.MAX_TRAINING_STEPS / steps_per_pass)
-    return TrainingBudget(batch_size=batch_size, epochs=max(1, min(max_epochs, epochs)))
+    epochs = max(1, min(max_epochs, math.ceil(constants.MAX_TRAINING_STEPS / steps_per_pass)))
+    return TrainingBudget(batch_size=batch_size, epochs=epochs, steps=epochs * steps_per_pass)
 
 
-def _files(file_pattern: list[str]) -> list[str]:
-    return sorted(name for pattern in file_pattern for name in tf.io.gfile.glob(pattern))
+def _records(file_pattern: list[str]) -> tf.data.Dataset:
+    """The serialized examples of gzipped TFRecord files (Transform writes these), in order."""
+    files = sorted(name for pattern in file_pattern for name in tf.io.gfile.glob(pattern))
+    return tf.data.TFRecordDataset(files, compression_type="GZIP",
+                                   num_parallel_reads=tf.data.AUTOTUNE)
 
 
 def count_examples(file_pattern: list[str]) -> int:
-    """Records in gzipped TFRecord files: one read, no parsing (Transform writes these)."""
-    records = tf.data.TFRecordDataset(_files(file_pattern), compression_type="GZIP",
-                                      num_parallel_reads=tf.data.AUTOTUNE)
-    return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+    """Records in the files: one read, no parsing."""
+    return int(_records(file_pattern).reduce(tf.constant(0, tf.int64),
+                                             lambda count, _: count + 1))
 
 
 def input_fn(
@@ -95,8 +98,7 @@ def input_fn(
     TFX's DataAccessor (tfx_bsl) made the Trainer's passes about three times slower
     (benchmarks/results/direct_runner_modes.md).
     """
-    records = tf.data.TFRecordDataset(_files(file_pattern), compression_type="GZIP",
-                                      num_parallel_reads=tf.data.AUTOTUNE)
+    records = _records(file_pattern)
     if training:
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     feature_spec = tf_transform_output.transformed_feature_spec()
@@ -127,11 +129,8 @@ def training_kwargs(fn_args: tfx.components.FnArgs) -> dict[str, Any]:
     budget = training_budget(
         train_rows, max_epochs=int(custom_config.get("epochs", constants.EPOCHS))
     )
-    logging.info(
-        "training budget: %d train rows, batch %d, %d passes, %d steps a network",
-        train_rows, budget.batch_size, budget.epochs,
-        budget.epochs * math.ceil(train_rows / budget.batch_size),
-    )
+    logging.info("training budget: %d train rows, batch %d, %d passes, %d steps a network",
+                 train_rows, budget.batch_size, budget.epochs, budget.steps)
     return {
         "x": input_fn(fn_args.train_files, tf_transform_output,
                       batch_size=budget.batch_size, training=True, seed=seed),

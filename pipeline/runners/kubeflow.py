@@ -68,7 +68,7 @@ def _under(path: str, directory: str) -> bool:
 
 
 def check_locations(config: PipelineConfig) -> None:
-    """Refuses a pipeline root, data, hyperparameters or serving location the steps cannot reach."""
+    """Refuses a pipeline root, data, hparams or serving location the steps cannot reach."""
     schemes = PIPELINE_ROOT_SCHEMES[config.target]
     if not config.pipeline_root.startswith(schemes):
         raise CompileError(

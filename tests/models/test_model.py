@@ -99,6 +99,7 @@ def test_build_model_follows_the_hyperparameters(layers):
 def test_the_training_budget_follows_the_data_size(rows, max_epochs, batch_size, epochs):
     budget = model.training_budget(rows, max_epochs=max_epochs)
     assert (budget.batch_size, budget.epochs) == (batch_size, epochs)
+    assert budget.steps == epochs * -(-rows // batch_size)
 
 
 def test_the_trainer_counts_its_examples(tiny_training):
