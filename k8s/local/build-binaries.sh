@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local cluster's upstream binaries from their Go modules at the versions in
 # versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those two directories
-# (kubernetes', then CoreDNS'). A module whose directory is complete is not built again, so
-# only the first cluster-up pays for the build. `--dirs` prints the directories, building none.
+# one per line: kubernetes', CoreDNS', then the dev-loop tools' (skaffold, helm, the image
+# registry). A module whose directory is complete is not built again, so only the first
+# cluster-up pays for the build. `--dirs` prints the directories, building none.
 #
 # k8s.io/kubernetes cannot be `go install`ed by version: its go.mod replaces the staging
 # modules (k8s.io/api, k8s.io/client-go, ...) with directories of its own repository. A
@@ -18,6 +19,12 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 kube_bin=$cache/bin/k8s.io/kubernetes@$KUBERNETES_VERSION
 kube_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 coredns_bin=$cache/bin/github.com/coredns/coredns@$COREDNS_VERSION
+skaffold_module=github.com/GoogleContainerTools/skaffold/v2
+skaffold_bin=$cache/bin/$skaffold_module@$SKAFFOLD_VERSION
+helm_module=helm.sh/helm/v3
+helm_bin=$cache/bin/$helm_module@$HELM_VERSION
+registry_module=github.com/distribution/distribution/v3
+registry_bin=$cache/bin/$registry_module@$REGISTRY_VERSION
 
 build_kubernetes() {
   local work=$cache/build/kubernetes@$KUBERNETES_VERSION staging_version minor patch
@@ -62,9 +69,45 @@ build_coredns() {
   rm -rf "$coredns_bin" && mv "$coredns_bin.partial" "$coredns_bin"
 }
 
+# build_module MODULE VERSION DIR LDFLAGS COMMAND...: MODULE's COMMANDs (package paths inside
+# it) built into DIR. `go install MODULE/COMMAND@VERSION` refuses modules whose go.mod has
+# replace lines (skaffold's has six) and asks the proxy for the module's version list, which
+# it refuses for skaffold; a throwaway main module that takes over those lines does neither.
+build_module() {
+  local module=$1 version=$2 dir=$3 ldflags=$4; shift 4
+  local work=$cache/build/${module//\//_}@$version upstream_mod packages=() command
+  mkdir -p "$work" && cd "$work"
+  upstream_mod=$(go mod download -json "$module@$version" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  # Only module-to-module replacements can be taken over; a directory one would need the
+  # module's own repository.
+  if grep -qE '^\s*replace .*=> \.' "$upstream_mod"; then
+    echo "build-binaries: $module@$version replaces a module with a directory" >&2; exit 1
+  fi
+  {
+    echo "module tfxkfp.local/build"
+    grep -E '^(go|godebug) ' "$upstream_mod"
+    echo "require $module $version"
+    grep -E '^replace ' "$upstream_mod" || true
+  } > go.mod
+  for command in "$@"; do packages+=("$module/$command"); done
+  go get "${packages[0]}@$version"
+  echo "building $* from $module@$version" >&2
+  mkdir -p "$dir.partial"
+  go build -trimpath -ldflags "-s -w $ldflags" -o "$dir.partial/" "${packages[@]}"
+  rm -rf "$dir" && mv "$dir.partial" "$dir"
+}
+
 if [ "${1:-}" != --dirs ]; then
   [ -x "$kube_bin/pause" ] || build_kubernetes
   [ -x "$coredns_bin/coredns" ] || build_coredns
+  # The version stamps each tool reports (skaffold version, helm version): skaffold checks
+  # Helm's version before it deploys.
+  [ -x "$skaffold_bin/skaffold" ] || build_module "$skaffold_module" "$SKAFFOLD_VERSION" \
+    "$skaffold_bin" "-X $skaffold_module/pkg/skaffold/version.version=$SKAFFOLD_VERSION" cmd/skaffold
+  [ -x "$helm_bin/helm" ] || build_module "$helm_module" "$HELM_VERSION" "$helm_bin" \
+    "-X $helm_module/internal/version.version=$HELM_VERSION" cmd/helm
+  [ -x "$registry_bin/registry" ] || build_module "$registry_module" "$REGISTRY_VERSION" \
+    "$registry_bin" "-X $registry_module/version.version=$REGISTRY_VERSION" cmd/registry
 fi
-echo "$kube_bin"
-echo "$coredns_bin"
+printf '%s\n' "$kube_bin" "$coredns_bin" "$skaffold_bin" "$helm_bin" "$registry_bin"

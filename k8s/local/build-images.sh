@@ -10,6 +10,11 @@
 # Each tarball is $TFXKFP_CACHE/images/<image>-<hash of its inputs>.tar. One that exists is
 # used as it is, so a second run builds nothing; when an image's inputs change, its new
 # tarball replaces the old one.
+#
+# `build-images.sh --push-pipeline REFERENCE` is skaffold's build of the pipeline image for
+# the local cluster (skaffold.yaml, profile local): docker/pipeline/Dockerfile on the base
+# image the cluster already has, pushed to REFERENCE's registry (cluster.sh runs one at
+# localhost:5000). Run `make cluster-up` first: it writes the base's name.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -110,6 +115,22 @@ restore_base() {
     "${buildah[@]}" pull --quiet "docker-archive:$PYTHON_BASE_ARCHIVE" >"$log" 2>&1
   fi
 }
+
+if [ "${1:-}" = --push-pipeline ]; then
+  reference=${2:?usage: build-images.sh --push-pipeline REFERENCE}
+  [ -s "$repo/build/local-images.env" ] || fail "no build/local-images.env: run make cluster-up first"
+  PYTHON_BASE_IMAGE=$(sed -n 's/^PYTHON_BASE_IMAGE=//p' "$repo/build/local-images.env")
+  PYTHON_BASE_ARCHIVE=$(sed -n 's/^PYTHON_BASE_ARCHIVE=//p' "$repo/build/local-images.env")
+  restore_base
+  step="building $reference" log=""
+  build_pipeline "$reference"
+  # Uncompressed layers: on one machine gzip only costs time, and the blobs then have the
+  # digests of the layers containerd already holds from the base's tarball, so a push and a
+  # pull move only the layers the Dockerfile adds.
+  step="pushing $reference"
+  "${buildah[@]}" push --tls-verify=false --disable-compression "$reference" "docker://$reference"
+  exit 0
+fi
 
 # One line per image: its name as its build starts (a base build takes minutes), then
 # whether it was built or cached, and in how many seconds.

@@ -8,6 +8,9 @@
 #   k8s/local/cluster.sh kubeconfig  print the KUBECONFIG path (exit 3 when it is not up)
 #   k8s/local/cluster.sh logs     print the last lines of every component's log and the events
 #
+# Beside the cluster it runs an image registry at localhost:5000 (distribution), for what
+# skaffold builds: `skaffold dev -p local` pushes there and pods pull from there.
+#
 # Everything lives under $TFXKFP_CLUSTER_DIR (default /var/lib/tfx-kfp-gke): etcd's data,
 # certificates, kubeconfigs, containerd's and kubelet's directories, the model store and the
 # logs. Outside it, and undone by `down`: the bridge tfxkfp0 (the node's address and the pod
@@ -30,8 +33,13 @@ API_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
 CNI_NETWORK=tfx-kfp-gke
 API_PORT=6443
+# The image registry skaffold pushes to and containerd pulls from (both on this machine;
+# containerd speaks plain HTTP to localhost registries).
+REGISTRY=localhost:5000
 ETCD_CLIENT_URL=http://127.0.0.1:2379
 STORE_MOUNT=/var/local/tfx
+# The registry's blobs: a build cache like the image tarballs, so it outlives `down`.
+registry_storage=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}/registry
 # What the node needs from Debian: the container runtime, CNI plugins, etcd, the image
 # builder, netfilter tools, and a C toolchain for the static pause binary.
 HOST_PACKAGES=(containerd runc containernetworking-plugins etcd-server buildah debootstrap
@@ -290,6 +298,20 @@ healthzBindAddress: 127.0.0.1:10256
 EOF
 }
 
+write_registry_config() {
+  mkdir -p "$state/registry" "$registry_storage"
+  write_file "$state/registry/config.yml" <<EOF
+version: 0.1
+log: {level: info, formatter: text}
+storage:
+  filesystem: {rootdirectory: $registry_storage}
+  # Tags skaffold pushed for old code can be deleted (then garbage-collected) by hand.
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:${REGISTRY##*:}
+EOF
+}
+
 load_images() {
   # Images come from docker-archive tarballs built here (k8s/local/build-images.sh); the
   # cluster has no registry to pull from. Import only what containerd does not have yet.
@@ -323,7 +345,8 @@ up() {
   command -v go >/dev/null || die "the Go toolchain is needed to build Kubernetes and CoreDNS"
   install_host_packages
   mkdir -p "$state" "$pids" "$logs"
-  kube_bin=$("$here/build-binaries.sh" | sed -n 1p)
+  bin_dirs=$("$here/build-binaries.sh")
+  kube_bin=$(sed -n 1p <<<"$bin_dirs") registry_bin=$(sed -n 5p <<<"$bin_dirs")
   "$here/build-images.sh" >&2
   images_env=$repo/build/local-images.env
   set -a
@@ -340,6 +363,7 @@ up() {
   write_runtime_configs
   prepare_host
   write_node_configs
+  write_registry_config
 
   start etcd etcd --name "$NODE_NAME" --data-dir "$state/etcd" \
     --listen-client-urls "$ETCD_CLIENT_URL" --advertise-client-urls "$ETCD_CLIENT_URL" \
@@ -380,6 +404,9 @@ up() {
     --bind-address 127.0.0.1 --leader-elect=false
   wait_for kube-controller-manager curl -fsSk https://127.0.0.1:10257/healthz
   wait_for kube-scheduler curl -fsSk https://127.0.0.1:10259/healthz
+
+  start registry "$registry_bin/registry" serve "$state/registry/config.yml"
+  wait_for registry curl -fsS "http://$REGISTRY/v2/"
 
   start containerd containerd --config "$state/containerd/config.toml"
   wait_for containerd ctr -a "$containerd_sock" version
@@ -478,6 +505,7 @@ down() {
   stop containerd
   stop kube-apiserver
   stop etcd
+  stop registry
   remove_iptables_rules
   local cgroup mount
   for cgroup in /sys/fs/cgroup/*/kubepods; do
@@ -497,7 +525,8 @@ down() {
 
 status() {
   local name code=0
-  for name in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet \
+      kube-proxy; do
     if running "$name"; then echo "$name running (pid $(cat "$pids/$name.pid"))"
     else echo "$name not running"; code=3; fi
   done
