@@ -14,13 +14,17 @@ KIND_CLUSTER = tfx-kfp-gke
 KIND_STORE = .kind/tfx
 # The local cluster (k8s/local): single-node Kubernetes as host processes, the one CI uses.
 LOCAL_CLUSTER = k8s/local/cluster.sh
+# The skaffold profiles of `make dev-local`: `local` alone where chart repositories and KFP's
+# images can be reached (skaffold.yaml says what `offline` changes).
+LOCAL_PROFILES ?= local,offline
 # Settings `make dev-submit` compiles and submits with (TFXKFP_* KEY=value lines).
 PIPELINE_ENV ?= k8s/kind/pipeline.env
 # The dev loop trains untuned: a run per code change should take minutes, not an hour.
 DEV_COMPILE_FLAGS ?= --no-tune
 
 .PHONY: help setup run test test-fast test-cluster compile submit constraints clean \
-	cluster-up cluster-down kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit
+	cluster-up cluster-down kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit \
+	dev-local
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +96,10 @@ gke-apply:  ## namespaces and the InfraValidator's service account on the curren
 
 dev:  ## skaffold dev on kind: rebuild, redeploy and start a pipeline run on every change
 	skaffold dev -p kind
+
+dev-local:  ## skaffold dev on the local cluster, with the skaffold and helm that cluster-up built
+	PATH="$$(k8s/local/build-binaries.sh --dirs | tr '\n' :)$$PATH" \
+	  KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig) skaffold dev -p $(LOCAL_PROFILES)
 
 dev-submit: setup  ## compile with the image skaffold just built and start a run (skaffold's hook)
 	@if [ -n "$$TFXKFP_SKIP_SUBMIT" ]; then echo "TFXKFP_SKIP_SUBMIT is set: no run"; exit 0; fi; \

@@ -1,4 +1,5 @@
-"""k8s/kind: the cluster config, its port mappings to the overlay's NodePorts, pipeline.env."""
+"""k8s/kind: the cluster config, its port mappings to the overlay's NodePorts, pipeline.env (and
+k8s/local's, which differs from it only in where the NodePorts answer)."""
 
 from __future__ import annotations
 
@@ -211,3 +212,21 @@ def test_pipeline_env_matches_the_cluster(built, node):
         assert url.hostname in ("localhost", "127.0.0.1") and url.port == host_port, key
         assert host_port in host_ports, key
 
+
+
+def test_local_cluster_settings_are_kinds_but_for_where_the_node_ports_answer(built, node_ports):
+    # k8s/local/pipeline.env, for `skaffold dev -p local`: the local cluster's node is this
+    # machine, so the fixed NodePorts answer on 127.0.0.1 at the nodePort itself.
+    local = read_env(REPO / "k8s" / "local" / "pipeline.env")
+    kind = read_env(KIND_ENV)
+    urls = {"TFXKFP_KFP_HOST": 8080, "TFXKFP_SERVING_URL": 8501}
+    assert set(local) == set(kind) - {"TFXKFP_KIND_STORE"}
+    for key in set(local) - set(urls):
+        assert local[key] == kind[key], key
+    local_ports = {port["nodePort"] for service in of_kind(built["local"], "Service")
+                   for port in service["spec"].get("ports", []) if "nodePort" in port}
+    for key, host_port in urls.items():
+        url = urlsplit(local[key])
+        assert url.hostname == "127.0.0.1" and url.port in local_ports, key
+        service, _ = node_ports[url.port]
+        assert service["metadata"]["name"] == EXPOSED[host_port][1], key
