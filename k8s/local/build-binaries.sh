@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local cluster's upstream binaries from their Go modules at the versions in
-# versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those two directories
+# versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those directories
 # one per line: kubernetes', CoreDNS', then the dev-loop tools' (skaffold, helm, the image
 # registry). A module whose directory is complete is not built again, so only the first
 # cluster-up pays for the build. `--dirs` prints the directories, building none.

@@ -314,7 +314,8 @@ EOF
 
 load_images() {
   # Images come from docker-archive tarballs built here (k8s/local/build-images.sh); the
-  # cluster has no registry to pull from. Import only what containerd does not have yet.
+  # registry beside the cluster holds only what skaffold pushes. Import only what containerd
+  # does not have yet.
   local have image_key image archive_key
   have=$(ctr -a "$containerd_sock" -n k8s.io images ls -q)
   for image_key in $(grep -oE '^[A-Z_]+_IMAGE' "$images_env"); do
@@ -342,7 +343,7 @@ install_host_packages() {
 
 up() {
   [ "$(id -u)" = 0 ] || die "must run as root (it starts kubelet, containerd and edits iptables)"
-  command -v go >/dev/null || die "the Go toolchain is needed to build Kubernetes and CoreDNS"
+  command -v go >/dev/null || die "the Go toolchain is needed to build Kubernetes, CoreDNS and the dev tools"
   install_host_packages
   mkdir -p "$state" "$pids" "$logs"
   bin_dirs=$("$here/build-binaries.sh")
