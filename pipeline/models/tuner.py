@@ -21,19 +21,30 @@ def search_space() -> keras_tuner.HyperParameters:
     return hparams
 
 
+def oracle(seed: int, max_trials: int) -> keras_tuner.oracles.RandomSearchOracle:
+    """The random search over ``search_space``: the same ``seed``, the same trials.
+
+    KerasTuner takes a seed of 0 to mean "none" and draws one at random (``seed or
+    random.randint(...)`` in its Oracle), and 0 is the pipeline's default seed: so the search
+    gets ``seed + 1`` for seeds from 0 up, which is never 0 and keeps distinct seeds distinct.
+    """
+    return keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("val_auc", direction="max"),
+        max_trials=max_trials,
+        hyperparameters=search_space(),
+        seed=seed + 1 if seed >= 0 else seed,
+    )
+
+
 # Called by the Tuner component (module path in pipeline.pipeline).
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """Builds the search; the Tuner component runs it and exports the best hyperparameters."""
     custom_config = fn_args.custom_config or {}
-    oracle = keras_tuner.oracles.RandomSearchOracle(
-        objective=keras_tuner.Objective("val_auc", direction="max"),
-        max_trials=int(custom_config.get("max_trials", constants.TUNER_MAX_TRIALS)),
-        hyperparameters=search_space(),
-        seed=int(custom_config.get("seed", 0)),
-    )
+    search = oracle(int(custom_config.get("seed", 0)),
+                    int(custom_config.get("max_trials", constants.TUNER_MAX_TRIALS)))
     fit_kwargs = model.training_kwargs(fn_args)  # seeds before the first trial builds
     tuner = keras_tuner.Tuner(
-        oracle=oracle,
+        oracle=search,
         hypermodel=lambda hparams: model.build_model(hparams.values),
         directory=fn_args.working_dir,
         project_name="social_network_ads",
