@@ -278,9 +278,12 @@ oomScoreAdj: 0
 clusterDNS: [$DNS_SERVICE_IP]
 clusterDomain: cluster.local
 resolvConf: $state/resolv.conf
-# The defaults evict at 10% free disk; images and model stores share one disk here.
-evictionHard: {memory.available: 500Mi, nodefs.available: 3%, imagefs.available: 3%}
-imageGCHighThresholdPercent: 97
+# Images here cannot be pulled again (only the registry's can): when the disk ran low during
+# a rebuild, kubelet's reclaim deleted the sandbox image and no pod could start after. So no
+# image garbage collection (100 turns it off), and eviction only when the disk is nearly
+# full, in absolute sizes: the defaults' percentages leave gigabytes unused on a large disk.
+evictionHard: {memory.available: 500Mi, nodefs.available: 2Gi, imagefs.available: 2Gi}
+imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 95
 EOF
   write_file "$state/kubelet/kube-proxy.yaml" <<EOF
