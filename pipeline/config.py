@@ -10,26 +10,40 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import targets
+from pipeline.errors import InputError
 from pipeline.models import constants
 
 # The curated schema ships inside the package (and so inside the pipeline image).
 CURATED_SCHEMA = Path(__file__).parent / "data" / "schema" / "schema.pbtxt"
 
 PIPELINE_NAME = "social-network-ads"
+# The KFP experiment runs are filed under unless told otherwise.
+DEFAULT_EXPERIMENT = PIPELINE_NAME
+# How long `submit --wait` follows a run: a tuned run takes over an hour on a small cluster.
+DEFAULT_RUN_TIMEOUT_SECONDS = 6 * 3600
+# Runs of one schedule at once: a retrain still running when the next is due is not doubled up.
+DEFAULT_MAX_CONCURRENCY = 1
 MODEL_NAME = "social_network_ads"
 # ExampleGen's split: train:eval = 3:1 by hash buckets.
 TRAIN_BUCKETS, EVAL_BUCKETS = 3, 1
-# Where the pipeline runs decides two flavours: how the baseline model is found and how
-# infra validation runs (see pipeline.pipeline).
-TARGETS = ("local", "kfp", "vertex")
 # The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
 TF_SERVING_TAG = "2.16.1"
 # The Trainer's training and export function, by dotted path (see PipelineConfig.run_fn).
 DEFAULT_RUN_FN = "pipeline.models.model.run_fn"
 # Served versions the Pusher keeps: room for a few rollbacks, bounded disk.
 DEFAULT_KEEP_VERSIONS = 5
+DEFAULT_SEED = 0
+# Examples the InfraValidator sends to the served model per signature.
+INFRA_VALIDATION_EXAMPLES = 16
+# What every step container of a cluster run asks for. A step holds TensorFlow and Beam in
+# one process: about 1.3-2.5 GiB (benchmarks/).
+STEP_CPU_REQUEST, STEP_CPU_LIMIT = 0.5, 2.0
+STEP_MEMORY_REQUEST_GIB, STEP_MEMORY_LIMIT_GIB = 2.0, 4.0
+# Where steps mount a volume claim, when one is given.
+VOLUME_MOUNT_PATH = "/tfx"
 # Beam's DirectRunner, in this process, one worker: what every step's Beam work runs on
-# unless told otherwise (Dataflow: cli.py; local runs: local_beam_args).
+# unless told otherwise (Dataflow: dataflow_beam_args; local runs: local_beam_args).
 IN_MEMORY_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # From this many rows a local run gives each core a DirectRunner worker process. Measured on
 # 2 cores (benchmarks/results/direct_runner_modes.md): at 100k rows one in-memory worker is
@@ -46,6 +60,27 @@ def local_beam_args(rows: int) -> tuple[str, ...]:
     return ("--direct_running_mode=multi_processing", f"--direct_num_workers={cores}")
 
 
+def dataflow_beam_args(
+    project: str | None, region: str | None, temp_location: str | None, image: str
+) -> tuple[str, ...]:
+    """Beam on Dataflow; raises InputError naming the settings that are missing."""
+    missing = [flag for flag, value in (("--dataflow-project", project),
+                                        ("--dataflow-region", region),
+                                        ("--dataflow-temp-location", temp_location))
+               if not value]
+    if missing:
+        raise InputError(f"--beam-runner dataflow needs {', '.join(missing)}")
+    # Dataflow workers run the pipeline image too: preprocessing_fn lives in this package.
+    return (
+        "--runner=DataflowRunner",
+        f"--project={project}",
+        f"--region={region}",
+        f"--temp_location={temp_location}",
+        f"--sdk_container_image={image}",
+        "--experiments=use_runner_v2",
+    )
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Where the run reads and writes, and how hard it trains and judges."""
@@ -56,9 +91,9 @@ class PipelineConfig:
     inference_data_root: str | None = None  # unlabelled CSV directory; None: the eval split
     hparams_uri: str | None = None  # directory with best_hyperparameters.txt to import
     schema_file: str = str(CURATED_SCHEMA)  # on a cluster: its path inside the image
-    target: str = "local"
+    target: str = targets.LOCAL.name
     tune: bool = True
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     epochs: int = constants.EPOCHS
     # Another model through the same gates: any importable function with run_fn's contract
     # (FnArgs in, a SavedModel with serving_default and serving_raw written out).
@@ -70,16 +105,15 @@ class PipelineConfig:
     min_auc: float = 0.85
     min_binary_accuracy: float = 0.75
     max_auc_regression: float = 1e-10
-    infra_validation_examples: int = 16
+    infra_validation_examples: int = INFRA_VALIDATION_EXAMPLES
     tf_serving_tag: str = TF_SERVING_TAG
     # Cluster runs only: the TF Serving pod's service account (Workload Identity for a
-    # gs:// pipeline root on GKE), and what every step container asks for. A step holds
-    # TensorFlow and Beam in one process: about 1.3-2.5 GiB (benchmarks/).
+    # gs:// pipeline root on GKE), and what every step container asks for.
     serving_service_account: str = ""
-    step_cpu_request: float = 0.5
-    step_cpu_limit: float = 2.0
-    step_memory_request_gib: float = 2.0
-    step_memory_limit_gib: float = 4.0
+    step_cpu_request: float = STEP_CPU_REQUEST
+    step_cpu_limit: float = STEP_CPU_LIMIT
+    step_memory_request_gib: float = STEP_MEMORY_REQUEST_GIB
+    step_memory_limit_gib: float = STEP_MEMORY_LIMIT_GIB
     enable_cache: bool = True
     # kfp only: a PersistentVolumeClaim every step mounts, for what is not an artifact on
     # kind/minikube (training data, the serving directory, the InfraValidator's model copy).
@@ -90,14 +124,21 @@ class PipelineConfig:
     model_name: str = MODEL_NAME
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.target not in targets.TARGETS:
+            raise InputError(
+                f"target must be one of {', '.join(targets.TARGETS)}, got {self.target!r}"
+            )
         if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+            raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.keep_versions < 0:
-            raise ValueError(
+            raise InputError(
                 f"keep_versions must be 0 (keep all) or more, got {self.keep_versions}"
             )
+
+    @property
+    def platform(self) -> targets.Target:
+        """What differs where this pipeline runs (pipeline.targets)."""
+        return targets.TARGETS[self.target]
 
 
 def local_paths(output_dir: Path) -> dict[str, str]:

@@ -18,10 +18,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.errors import InputError
+
 LOCK_FILE = ".lock"
 
 
-class LockedError(RuntimeError):
+class LockedError(InputError):
     """Another command holds the directory; the message is one line."""
 
 

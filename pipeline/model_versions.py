@@ -34,13 +34,15 @@ import tensorflow as tf
 from absl import logging
 from tfx.utils import io_utils
 
+from pipeline.errors import InputError
+
 PARTIAL_PREFIX = ".partial-"
 RETIRED_PREFIX = ".retired-"
 REVOKED_FILE = ".revoked.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
-class VersionError(ValueError):
+class VersionError(InputError):
     """A version that is not there to act on; one line naming the directory."""
 
 
@@ -55,13 +57,28 @@ def _is_object_store(path: str) -> bool:
     return "://" in path
 
 
-def served_versions(base_directory: str) -> list[int]:
-    """Version numbers TF Serving would consider, oldest first."""
+def version_numbers(base_directory: str) -> list[int]:
+    """Every integer-named directory, oldest first: numbers TF Serving has seen or may see.
+
+    A new version must be above all of them, complete or not, so none is ever reused.
+    """
     if not tf.io.gfile.isdir(base_directory):
         return []
     names = (entry.rstrip("/") for entry in tf.io.gfile.listdir(base_directory))
     return sorted(int(name) for name in names
                   if name.isdigit() and tf.io.gfile.isdir(os.path.join(base_directory, name)))
+
+
+def served_versions(base_directory: str) -> list[int]:
+    """The versions TF Serving can load, oldest first: the one rule for "a served version".
+
+    An integer-named directory holding ``saved_model.pb``. A version directory without it
+    (a publish to an object store that stopped before its last file) is not one: TF Serving
+    would fail to load it, so it is neither a baseline nor a rollback target.
+    """
+    return [version for version in version_numbers(base_directory)
+            if tf.io.gfile.exists(os.path.join(version_path(base_directory, version),
+                                               SAVED_MODEL_FILE))]
 
 
 def version_path(base_directory: str, version: int) -> str:
@@ -94,7 +111,7 @@ def remove_leftovers(base_directory: str) -> None:
 def publish(model_path: str, base_directory: str) -> int:
     """Copies ``model_path`` in as a new, highest version; returns its number."""
     tf.io.gfile.makedirs(base_directory)
-    versions = served_versions(base_directory)
+    versions = version_numbers(base_directory)
     version = max(int(time.time()), versions[-1] + 1 if versions else 0)
     final = version_path(base_directory, version)
     if _is_object_store(base_directory):
@@ -112,15 +129,18 @@ def retire_old(base_directory: str, keep: int) -> list[int]:
     """Deletes all but the newest ``keep`` versions (``keep`` < 1: none); returns them.
 
     The newest version, the one TF Serving's ``latest`` policy serves (just pushed, or just
-    restored by a rollback), is always among those kept.
+    restored by a rollback), is always among those kept. Incomplete version directories
+    older than the oldest kept version go too; a newer one may be a publish in progress.
     """
-    if keep < 1:
+    kept = served_versions(base_directory)[-keep:] if keep >= 1 else []
+    if not kept:
         return []
-    retired = served_versions(base_directory)[:-keep]
+    retired = [version for version in version_numbers(base_directory) if version < kept[0]]
     for version in retired:
         path = version_path(base_directory, version)
         if _is_object_store(base_directory):
-            tf.io.gfile.remove(os.path.join(path, SAVED_MODEL_FILE))
+            if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
+                tf.io.gfile.remove(os.path.join(path, SAVED_MODEL_FILE))
             tf.io.gfile.rmtree(path)
             continue
         hidden = os.path.join(base_directory, f"{RETIRED_PREFIX}{version}")
@@ -160,10 +180,10 @@ def rollback(base_directory: str, version: int) -> Rollback:
     """
     versions = served_versions(base_directory)
     source = version_path(base_directory, version)
-    if version not in versions:
+    if version not in version_numbers(base_directory):
         listed = ", ".join(map(str, versions)) or "none"
         raise VersionError(f"{base_directory}: no version {version} (versions: {listed})")
-    if not tf.io.gfile.exists(os.path.join(source, SAVED_MODEL_FILE)):
+    if version not in versions:
         raise VersionError(f"{source}: version {version} has no {SAVED_MODEL_FILE}")
     if version == versions[-1]:
         return Rollback(restored=version, published_as=version, revoked=())

@@ -13,6 +13,7 @@ from tfx.dsl.components.base.base_node import BaseNode
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2
 from tfx.types import standard_component_specs
 
+from pipeline import node_ids
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.atomic_pusher import KEEP_VERSIONS_KEY, AtomicPusher
 from pipeline.components.baseline_model import LatestServedModel
@@ -94,84 +95,62 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-# Node ids become KFP task names, which the open-source backend uses as Argo template and
-# task names: letters, digits and "-" only (checked in tests/runners/test_kubeflow_compile.py).
-# The baseline step, which reads the serving directory rather than its inputs: never cached.
-LATEST_SERVED_MODEL_ID = "LatestServedModel"
-# The Importer of ready-made hyperparameters (--hparams-uri), in place of the Tuner.
-HPARAMS_IMPORTER_ID = "HyperparametersImporter"
-# Transform runs only on spans that passed validation; its pre-transform statistics of the
-# last one are the drift baseline.
-TRANSFORM_ID = "Transform"
-
-
 def _baseline_model(config: PipelineConfig) -> BaseNode:
-    """The node whose ``model`` output is the Evaluator's baseline.
-
-    Locally and on KFP: the newest version in the serving directory, found by an ordinary
-    step. A new model must be at least as good as what users get today, and after a
-    rollback that is the restored model, not the last one blessed. Open-source KFP could
-    not run TFX's Resolver anyway. Vertex keeps TFX's latest-blessed-model Resolver, which
-    it runs natively (after a rollback its baseline stays the last blessed model).
-    """
-    if config.target == "vertex":
+    """The node whose ``model`` output is the Evaluator's baseline (targets.Target says which)."""
+    if config.platform.baseline_from_resolver:
         return tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id("latest_blessed_model_resolver")
+        ).with_id(node_ids.LATEST_BLESSED_MODEL)
     return LatestServedModel(serving_model_dir=config.serving_model_dir).with_id(
-        LATEST_SERVED_MODEL_ID
+        node_ids.LATEST_SERVED_MODEL
     )
 
 
 def _example_validation(
     config: PipelineConfig, statistics, schema
 ) -> tuple[list[BaseNode], BaseNode]:
-    """ExampleValidator against the curated schema; locally also drift from the last span.
+    """ExampleValidator against the curated schema; where the target can, also drift.
 
     The drift baseline, the last accepted span's statistics, comes from a Resolver over ML
-    Metadata. Open-source KFP cannot run Resolvers, and Vertex compiles a Resolver to a
-    query by artifact type alone, which would pick up a rejected span's or another
-    pipeline's statistics: on both, validation is against the schema only.
+    Metadata (targets.Target.checks_drift says where that works).
     """
-    if config.target != "local":
-        return [], tfx.components.ExampleValidator(statistics=statistics, schema=schema)
+    if not config.platform.checks_drift:
+        return [], tfx.components.ExampleValidator(
+            statistics=statistics, schema=schema
+        ).with_id(node_ids.EXAMPLE_VALIDATOR)
     previous_span = tfx.dsl.Resolver(
         strategy_class=LatestIfAnyStrategy,
         statistics=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=TRANSFORM_ID,
+            producer_component_id=node_ids.TRANSFORM,
             output_key=standard_component_specs.PRE_TRANSFORM_STATS_KEY,
         ),
-    ).with_id("previous_span_statistics_resolver")
+    ).with_id(node_ids.PREVIOUS_SPAN_STATISTICS)
     validator = DriftAwareExampleValidator(
         statistics=statistics,
         schema=schema,
         baseline_statistics=previous_span.outputs["statistics"],
-    ).with_id("ExampleValidator")
+    ).with_id(node_ids.EXAMPLE_VALIDATOR)
     return [previous_span], validator
 
 
 def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraValidatorComponent:
-    """LOAD_AND_QUERY: TF Serving in a pod on KFP; in process locally and on Vertex.
-
-    Vertex runs steps on managed machines with no Kubernetes API to start a server on,
-    so its step loads the model the way TF Serving does, like the local run.
-    """
+    """LOAD_AND_QUERY: TF Serving in a pod, or the model loaded in process (targets.Target)."""
     serving = tfx.proto.TensorFlowServing(tags=[config.tf_serving_tag])
     validation_spec = infra_validator_pb2.ValidationSpec(max_loading_time_seconds=120)
     # TFX's TF Serving client only builds requests for signatures that take serialized
     # examples; the in-process flavour queries the raw-feature signature too.
     signatures = [model.SERVING_DEFAULT]
-    if config.target != "kfp":
+    if not config.platform.serves_in_pod:
         signatures.append(model.SERVING_RAW)
     request_spec = tfx.proto.RequestSpec(
         tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(signature_names=signatures),
         split_name="eval",
         num_examples=config.infra_validation_examples,
     )
-    if config.target == "kfp":
+    if config.platform.serves_in_pod:
         return KubernetesInfraValidator(
             model=trained_model,
             examples=examples,
@@ -183,39 +162,45 @@ def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraVa
             ),
             request_spec=request_spec,
             validation_spec=validation_spec,
-        ).with_id("InfraValidator")
+        ).with_id(node_ids.INFRA_VALIDATOR)
     return LocalInfraValidator(
         model=trained_model,
         examples=examples,
         serving_spec=tfx.proto.ServingSpec(tensorflow_serving=serving),
         request_spec=request_spec,
         validation_spec=validation_spec,
-    ).with_id("InfraValidator")
+    ).with_id(node_ids.INFRA_VALIDATOR)
 
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """The whole flow, ExampleGen to BulkInferrer, as TFX intends it wired."""
     example_gen = tfx.components.CsvExampleGen(
         input_base=config.data_root, output_config=_train_eval_split()
-    )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    ).with_id(node_ids.EXAMPLE_GEN)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]
+    ).with_id(node_ids.STATISTICS_GEN)
     # The inferred schema is kept for people to compare against the curated one;
     # validation uses the curated schema.
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
-    )
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+    ).with_id(node_ids.SCHEMA_GEN)
+    curated_schema = tfx.components.ImportSchemaGen(
+        schema_file=config.schema_file
+    ).with_id(node_ids.CURATED_SCHEMA)
     drift_baseline, example_validator = _example_validation(
         config, statistics_gen.outputs["statistics"], curated_schema.outputs["schema"]
     )
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"]
+    ).with_id(node_ids.ANOMALIES_GATE)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=curated_schema.outputs["schema"],
         module_file=None,
         preprocessing_fn="pipeline.models.preprocessing.preprocessing_fn",
-    ).with_id(TRANSFORM_ID)
+    ).with_id(node_ids.TRANSFORM)
     transform.add_upstream_node(anomalies_gate)  # no training on anomalous data
 
     components = [
@@ -227,7 +212,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         hyperparameters = tfx.dsl.Importer(
             source_uri=config.hparams_uri,
             artifact_type=tfx.types.standard_artifacts.HyperParameters,
-        ).with_id(HPARAMS_IMPORTER_ID)
+        ).with_id(node_ids.HPARAMS_IMPORTER)
         components.append(hyperparameters)
         best_hyperparameters = hyperparameters.outputs["result"]
     elif config.tune:
@@ -242,7 +227,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 "epochs": config.epochs,
                 "max_trials": config.tuner_max_trials,
             },
-        )
+        ).with_id(node_ids.TUNER)
         components.append(tuner)
         best_hyperparameters = tuner.outputs["best_hyperparameters"]
     else:
@@ -255,7 +240,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schema=curated_schema.outputs["schema"],
         hyperparameters=best_hyperparameters,
         custom_config={"seed": config.seed, "epochs": config.epochs},
-    )
+    ).with_id(node_ids.TRAINER)
 
     baseline = _baseline_model(config)
     evaluator = BaselineAwareEvaluator(
@@ -263,7 +248,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
-    ).with_id("Evaluator")
+    ).with_id(node_ids.EVALUATOR)
     infra_validator = _infra_validator(
         config, trainer.outputs["model"], example_gen.outputs["examples"]
     )
@@ -278,7 +263,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             )
         ),
         custom_config={KEEP_VERSIONS_KEY: config.keep_versions},
-    ).with_id("Pusher")
+    ).with_id(node_ids.PUSHER)
 
     if config.inference_data_root is not None:
         inference_example_gen = tfx.components.CsvExampleGen(
@@ -288,7 +273,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                     example_gen_pb2.SplitConfig.Split(name=INFERENCE_SPLIT, hash_buckets=1)
                 ])
             ),
-        ).with_id("InferenceExampleGen")
+        ).with_id(node_ids.INFERENCE_EXAMPLE_GEN)
         components.append(inference_example_gen)
         inference_examples, inference_split = (
             inference_example_gen.outputs["examples"], INFERENCE_SPLIT
@@ -311,10 +296,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 ]),
             )
         ]),
-    )
+    ).with_id(node_ids.BULK_INFERRER)
     predictions_export = PredictionsExport(
         inferred_examples=bulk_inferrer.outputs["output_examples"]
-    )
+    ).with_id(node_ids.PREDICTIONS_EXPORT)
 
     components += [
         trainer, baseline, evaluator, infra_validator, pusher, bulk_inferrer,

@@ -1,12 +1,14 @@
-"""run_summary.json: what a run did, read back from ML Metadata and its artifacts.
+"""run_summary.json: the whole contract (DESIGN.md), built here and nowhere else.
 
 The summary is rebuilt from ML Metadata rather than from what the runner saw, so it is the
 same record a KFP or Vertex run leaves, and it is complete for failed runs too: whatever
-executed is in the store.
+executed is in the store. A run's status and exit code are decided here as well
+(``conclude``), from that record and the error the run raised, if any.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,15 +18,29 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types.standard_component_specs import (
+    ANOMALIES_KEY,
+    BASELINE_MODEL_KEY,
+    BLESSING_KEY,
+    EVALUATION_KEY,
+    PUSHED_MODEL_KEY,
+)
 
+from pipeline import artifact_properties, exit_codes, node_ids
 from pipeline.components.anomalies_gate import read_anomalies
-from pipeline.components.atomic_pusher import NOT_PUSHED_REASON_PROPERTY
-from pipeline.components.baseline_model import BASELINE_FOUND_PROPERTY, SOURCE_PROPERTY
-from pipeline.components.local_infra_validator import REASON_PROPERTY
-from pipeline.components.predictions_export import PREDICTIONS_FILE
+from pipeline.components.predictions_export import PREDICTIONS_FILE, PREDICTIONS_KEY
+from pipeline.data.staging import FILE
+from pipeline.errors import InputError
 from pipeline.models import features
 
 SUMMARY_FILE = "run_summary.json"
+# A run's status, and the exit code each one means.
+PUSHED, NOT_BLESSED, ANOMALIES = "pushed", "not_blessed", "anomalies"
+INPUT_ERROR, FAILED = "input_error", "failed"
+EXIT_CODES = {
+    PUSHED: exit_codes.OK, NOT_BLESSED: exit_codes.NOT_BLESSED,
+    ANOMALIES: exit_codes.ANOMALIES, INPUT_ERROR: exit_codes.INPUT, FAILED: exit_codes.FAILED,
+}
 
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -136,10 +152,10 @@ def _string_property(artifact: metadata_store_pb2.Artifact | None, name: str) ->
 
 def _baseline(record: RunRecord) -> str | None:
     """The served version the Evaluator compared against (a Resolver's model: its URI)."""
-    baseline = record.input_artifact("Evaluator", "baseline_model")
-    if baseline is None or _int_property(baseline, BASELINE_FOUND_PROPERTY) == 0:
+    baseline = record.input_artifact(node_ids.EVALUATOR, BASELINE_MODEL_KEY)
+    if baseline is None or _int_property(baseline, artifact_properties.BASELINE_FOUND) == 0:
         return None
-    return _string_property(baseline, SOURCE_PROPERTY) or baseline.uri
+    return _string_property(baseline, artifact_properties.SOURCE_VERSION_DIR) or baseline.uri
 
 
 def _evaluator_failures(evaluation_uri: str) -> list[str]:
@@ -159,20 +175,21 @@ def _evaluator_failures(evaluation_uri: str) -> list[str]:
 def gate_failures(record: RunRecord) -> list[dict[str, str]]:
     """Why a model that got to the gates was not pushed: ``[{"gate", "reason"}]``."""
     found = []
-    evaluation_uri = record.output_uri("Evaluator", "evaluation")
-    if evaluation_uri and record.state("Evaluator") == "complete" \
-            and _int_property(record.output_artifact("Evaluator", "blessing"), "blessed") == 0:
-        found += [{"gate": "Evaluator", "reason": reason}
+    evaluation_uri = record.output_uri(node_ids.EVALUATOR, EVALUATION_KEY)
+    evaluator_blessing = record.output_artifact(node_ids.EVALUATOR, BLESSING_KEY)
+    if evaluation_uri and record.state(node_ids.EVALUATOR) == "complete" \
+            and _int_property(evaluator_blessing, artifact_properties.BLESSED) == 0:
+        found += [{"gate": node_ids.EVALUATOR, "reason": reason}
                   for reason in _evaluator_failures(evaluation_uri)]
-    infra_blessing = record.output_artifact("InfraValidator", "blessing")
-    if _int_property(infra_blessing, "blessed") == 0:
-        found.append({"gate": "InfraValidator",
-                      "reason": _string_property(infra_blessing, REASON_PROPERTY)
+    infra_blessing = record.output_artifact(node_ids.INFRA_VALIDATOR, BLESSING_KEY)
+    if _int_property(infra_blessing, artifact_properties.BLESSED) == 0:
+        found.append({"gate": node_ids.INFRA_VALIDATOR,
+                      "reason": _string_property(infra_blessing, artifact_properties.INFRA_REASON)
                       or "the model did not serve"})
-    pushed = record.output_artifact("Pusher", "pushed_model")
-    if _string_property(pushed, NOT_PUSHED_REASON_PROPERTY):
-        found.append({"gate": "Pusher",
-                      "reason": _string_property(pushed, NOT_PUSHED_REASON_PROPERTY)})
+    pushed = record.output_artifact(node_ids.PUSHER, PUSHED_MODEL_KEY)
+    not_pushed_reason = _string_property(pushed, artifact_properties.NOT_PUSHED_REASON)
+    if not_pushed_reason:
+        found.append({"gate": node_ids.PUSHER, "reason": not_pushed_reason})
     return found
 
 
@@ -227,21 +244,20 @@ def read_metrics(evaluation_uri: str) -> dict[str, Any]:
     return metrics
 
 
-def describe(record: RunRecord, node_ids: list[str]) -> dict[str, Any]:
+def describe(record: RunRecord, node_order: list[str]) -> dict[str, Any]:
     """The summary fields that come from the pipeline's executions and artifacts."""
-    anomalies_uri = record.output_uri("ExampleValidator", "anomalies")
-    evaluation_uri = record.output_uri("Evaluator", "evaluation")
-    evaluator_blessing = record.output_artifact("Evaluator", "blessing")
-    infra_blessing = record.output_artifact("InfraValidator", "blessing")
-    pushed = record.output_artifact("Pusher", "pushed_model")
-    predictions_uri = record.output_uri("PredictionsExport", "predictions")
+    anomalies_uri = record.output_uri(node_ids.EXAMPLE_VALIDATOR, ANOMALIES_KEY)
+    evaluation_uri = record.output_uri(node_ids.EVALUATOR, EVALUATION_KEY)
+    evaluator_blessing = record.output_artifact(node_ids.EVALUATOR, BLESSING_KEY)
+    infra_blessing = record.output_artifact(node_ids.INFRA_VALIDATOR, BLESSING_KEY)
+    pushed = record.output_artifact(node_ids.PUSHER, PUSHED_MODEL_KEY)
+    predictions_uri = record.output_uri(node_ids.PREDICTIONS_EXPORT, PREDICTIONS_KEY)
 
     pushed_model = None
-    if _int_property(pushed, "pushed") == 1:
-        properties = pushed.custom_properties
+    if _int_property(pushed, artifact_properties.PUSHED) == 1:
         pushed_model = {
-            "path": properties["pushed_destination"].string_value,
-            "version": int(properties["pushed_version"].string_value),
+            "path": _string_property(pushed, artifact_properties.PUSHED_DESTINATION),
+            "version": int(_string_property(pushed, artifact_properties.PUSHED_VERSION)),
         }
     predictions = None
     if predictions_uri and os.path.exists(os.path.join(predictions_uri, PREDICTIONS_FILE)):
@@ -254,20 +270,56 @@ def describe(record: RunRecord, node_ids: list[str]) -> dict[str, Any]:
                 "seconds": record.executions[node_id].seconds
                 if node_id in record.executions else 0.0,
             }
-            for node_id in node_ids
+            for node_id in node_order
         ],
         "anomalies": read_anomalies(anomalies_uri) if anomalies_uri else [],
         "metrics": read_metrics(evaluation_uri)
-        if evaluation_uri and record.state("Evaluator") != "failed" else no_metrics(),
+        if evaluation_uri and record.state(node_ids.EVALUATOR) != "failed" else no_metrics(),
         "blessed": {
-            "evaluator": _int_property(evaluator_blessing, "blessed") == 1,
-            "infra_validator": _int_property(infra_blessing, "blessed") == 1,
+            "evaluator": _int_property(evaluator_blessing, artifact_properties.BLESSED) == 1,
+            "infra_validator": _int_property(infra_blessing, artifact_properties.BLESSED) == 1,
         },
         "gate_failures": gate_failures(record),
         "baseline_model": _baseline(record),
         "pushed_model": pushed_model,
         "predictions": predictions,
     }
+
+
+def start(data: str, started_at: datetime.datetime) -> dict[str, Any]:
+    """A summary of a run that has not got past its input checks (status ``input_error``)."""
+    return {
+        "pipeline_name": None, "status": INPUT_ERROR, "exit_code": EXIT_CODES[INPUT_ERROR],
+        "data": data, "started_at": started_at.isoformat(), "seconds": 0.0,
+        "components": [], "anomalies": [], "metrics": no_metrics(),
+        "blessed": {"evaluator": False, "infra_validator": False}, "gate_failures": [],
+        "baseline_model": None, "pushed_model": None, "predictions": None,
+    }
+
+
+def input_error(summary: dict[str, Any], error: InputError, seconds: float) -> None:
+    """Records bad input: each column the error names is an anomaly, or the whole file."""
+    summary["anomalies"] = [{"feature": feature, "description": str(error)}
+                            for feature in error.features or (FILE,)]
+    summary.update(status=INPUT_ERROR, exit_code=EXIT_CODES[INPUT_ERROR], seconds=seconds)
+
+
+def conclude(
+    summary: dict[str, Any], record: RunRecord, node_order: list[str],
+    error: BaseException | None, seconds: float,
+) -> None:
+    """Fills in what the run did and decides its status and exit code.
+
+    A run that raised stopped at anomalies if the anomalies gate failed, else it failed;
+    a run that finished pushed a model or was not blessed.
+    """
+    summary.update(describe(record, node_order))
+    if error is not None:
+        anomalies_stopped = record.state(node_ids.ANOMALIES_GATE) == "failed"
+        status = ANOMALIES if anomalies_stopped else FAILED
+    else:
+        status = PUSHED if summary["pushed_model"] is not None else NOT_BLESSED
+    summary.update(status=status, exit_code=EXIT_CODES[status], seconds=seconds)
 
 
 def write(output_dir: Path, summary: dict[str, Any]) -> Path:

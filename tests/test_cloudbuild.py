@@ -58,9 +58,9 @@ def test_the_test_step_runs_existing_test_paths():
 
 
 def test_environment_names_are_variables_the_cli_reads():
-    source = (REPO / "pipeline" / "cli.py").read_text()
-    read = set(re.findall(r'_env\("(\w+)"', source))
-    read |= set(re.findall(r'_required_with_env\(\w+, "[-\w]+", "(\w+)"', source))
+    source = "".join(path.read_text() for path in (REPO / "pipeline" / "cli").glob("*.py"))
+    read = set(re.findall(r'\benv\("(\w+)"', source))
+    read |= set(re.findall(r'required_with_env\(\w+, "[-\w]+", "(\w+)"', source))
     for entry in _build()["options"]["env"]:
         name = entry.split("=", 1)[0]
         assert name.startswith("TFXKFP_") and name.removeprefix("TFXKFP_") in read, name
@@ -79,5 +79,5 @@ def test_the_tfxkfp_commands_parse_with_the_build_environment(target, monkeypatc
     assert [c.split()[1] for c in commands] == ["compile", "submit"]
     for command in commands:
         argv = [word.replace("$spec", f"/tmp/pipeline.{target}") for word in shlex.split(command)]
-        args = cli._parser().parse_args(argv[1:])  # SystemExit on an unknown or missing flag
+        args = cli.parser().parse_args(argv[1:])  # SystemExit on an unknown or missing flag
         assert args.target == target

@@ -9,7 +9,7 @@ Checks:
 2. the requirements of each ``--dist`` are met by what is installed (their own install used
    --no-deps, so nothing else checked them);
 3. the curated schema is at the path compiled specs give it
-   (``pipeline.runners.kubeflow.IMAGE_SCHEMA_FILE``), taken relative to the source root.
+   (``pipeline.runners.kubeflow.compiler.IMAGE_SCHEMA_FILE``), taken relative to the source root.
 """
 
 from __future__ import annotations
@@ -69,17 +69,17 @@ def check(dists: Sequence[str], source_root: str | None) -> list[str]:
     except Exception as error:  # noqa: BLE001 - reported, then the build fails
         traceback.print_exc()
         return [f"import failed: {type(error).__name__}: {error}"]
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
-    root = Path(source_root or kubeflow.IMAGE_SOURCE_ROOT)
+    root = Path(source_root or compiler.IMAGE_SOURCE_ROOT)
     package_dir = Path(sys.modules["pipeline"].__file__).parent
     print(f"imported {len(modules)} modules from {package_dir}")
     if package_dir != root / "pipeline":
         problems.append(f"pipeline imported from {package_dir}, not {root / 'pipeline'}")
-    schema = root / Path(kubeflow.IMAGE_SCHEMA_FILE).relative_to(kubeflow.IMAGE_SOURCE_ROOT)
+    schema = root / Path(compiler.IMAGE_SCHEMA_FILE).relative_to(compiler.IMAGE_SOURCE_ROOT)
     if not schema.is_file():
         problems.append(
-            f"compiled specs read the schema at {kubeflow.IMAGE_SCHEMA_FILE}; "
+            f"compiled specs read the schema at {compiler.IMAGE_SCHEMA_FILE}; "
             f"no file at {schema}"
         )
     for dist in dists:

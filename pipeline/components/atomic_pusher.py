@@ -27,10 +27,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, proto_utils
 
-from pipeline import model_versions
+from pipeline import artifact_properties, model_versions
 
 KEEP_VERSIONS_KEY = "keep_versions"  # in the component's custom_config
-NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"
 
 
 class RevokedModelError(RuntimeError):
@@ -94,7 +93,7 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         except RevokedModelError as error:
             logging.warning("Model not pushed: %s", error)
             self._MarkNotPushed(model_push)
-            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, str(error))
+            model_push.set_string_custom_property(artifact_properties.NOT_PUSHED_REASON, str(error))
             return
         logging.info(
             "Model %s version %d at %s.",

@@ -7,33 +7,22 @@ is needed anyway: TFX's latest-blessed-model Resolver compiles to a `resolver` e
 which open-source KFP 2.x refuses ("resolver executors not implemented"); this is an
 ordinary container step. It reads outside its inputs, so it is never cached.
 
-It copies the newest integer-named version under the TF Serving base path into its output
+It copies the newest served version (``model_versions.served_versions``) into its output
 ``Model`` artifact (as TFX lays models out, under ``Format-Serving``) and records whether
 there was one. On the first run there is none; the Evaluator then judges on its value
 thresholds alone (see ``pipeline.components.evaluator``).
 """
 
-import os
-
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
-BASELINE_FOUND_PROPERTY = "baseline_found"
-SOURCE_PROPERTY = "source_version_dir"
+from pipeline import artifact_properties, model_versions
 
 
 def newest_version_dir(serving_model_dir: str) -> str | None:
-    """The newest ``<base>/<integer>`` directory holding a SavedModel, if any."""
-    if not tf.io.gfile.isdir(serving_model_dir):
-        return None
-    versions = []
-    for entry in tf.io.gfile.listdir(serving_model_dir):
-        name = entry.rstrip("/")
-        path = os.path.join(serving_model_dir, name)
-        if name.isdigit() and tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-            versions.append((int(name), path))
-    return max(versions)[1] if versions else None
+    """The newest served version's directory (model_versions.served_versions), if any."""
+    versions = model_versions.served_versions(serving_model_dir)
+    return model_versions.version_path(serving_model_dir, versions[-1]) if versions else None
 
 
 @tfx.dsl.components.component
@@ -43,7 +32,7 @@ def LatestServedModel(  # noqa: N802 - TFX component names are class-like
 ) -> None:
     """Emits the newest served version as a Model artifact, or an empty one marked absent."""
     source = newest_version_dir(serving_model_dir)
-    model.set_int_custom_property(BASELINE_FOUND_PROPERTY, int(source is not None))
+    model.set_int_custom_property(artifact_properties.BASELINE_FOUND, int(source is not None))
     if source is not None:
         io_utils.copy_dir(source, path_utils.serving_model_dir(model.uri))
-        model.set_string_custom_property(SOURCE_PROPERTY, source)
+        model.set_string_custom_property(artifact_properties.SOURCE_VERSION_DIR, source)

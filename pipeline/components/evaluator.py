@@ -14,13 +14,13 @@ from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
-from pipeline.components.baseline_model import BASELINE_FOUND_PROPERTY
+from pipeline.artifact_properties import BASELINE_FOUND
 
 
 def _is_placeholder(artifact: types.Artifact) -> bool:
     return (
-        artifact.has_custom_property(BASELINE_FOUND_PROPERTY)
-        and artifact.get_int_custom_property(BASELINE_FOUND_PROPERTY) == 0
+        artifact.has_custom_property(BASELINE_FOUND)
+        and artifact.get_int_custom_property(BASELINE_FOUND) == 0
     )
 
 

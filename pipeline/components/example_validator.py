@@ -24,6 +24,7 @@ from typing import Any
 import ml_metadata as mlmd
 import tensorflow_data_validation as tfdv
 from absl import logging
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import types
 from tfx import v1 as tfx
 from tfx.components.statistics_gen import stats_artifact_utils
@@ -33,12 +34,10 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 from tfx.utils import io_utils, writer_utils
 
-from tensorflow_metadata.proto.v0 import statistics_pb2
-
+from pipeline import artifact_properties
 from pipeline.components.anomalies_gate import SCHEMA_DIFF_FILE
 
 DRIFT_SPLIT = "train"
-BLESSED_PROPERTY = "blessed"  # ExampleValidator's per-split verdict, as TFX records it
 
 
 class LatestIfAnyStrategy(tfx.dsl.experimental.ResolverStrategy):
@@ -100,7 +99,7 @@ class DriftAwareExampleValidatorExecutor(base_executor.BaseExecutor):
             blessed[split] = int(
                 not (found.anomaly_info or found.HasField("dataset_anomaly_info"))
             )
-        anomalies.set_json_value_custom_property(BLESSED_PROPERTY, blessed)
+        anomalies.set_json_value_custom_property(artifact_properties.BLESSED, blessed)
 
 
 class DriftAwareExampleValidatorSpec(ComponentSpec):

@@ -5,10 +5,10 @@ on a laptop without Docker, so this flavour keeps the component's spec (model, e
 serving/request/validation specs -> InfraBlessing) and swaps the executor: it loads the
 candidate SavedModel from disk as a model server does (TF Serving's C++ loader restores the
 MetaGraph into a session and runs signatures by tensor name; TensorFlow's 1.x loader does the
-same from Python, with no model code), sends each requested signature a batch built from real examples, and blesses
-the model only if every signature answers with well-formed, agreeing predictions. The
-Kubernetes flavour reuses the same spec with TF Serving in a pod, so the pipeline wiring does
-not change between the two.
+same from Python, with no model code), sends each requested signature a batch built from real
+examples, and blesses the model only if every signature answers with well-formed, agreeing
+predictions. The Kubernetes flavour reuses the same spec with TF Serving in a pod, so the
+pipeline wiring does not change between the two.
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils, proto_utils
 
+from pipeline import artifact_properties
 from pipeline.components.infra_validator_component import InfraValidatorComponent
+from pipeline.config import INFRA_VALIDATION_EXAMPLES
 from pipeline.models import features
 
 BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
-BLESSED_PROPERTY = "blessed"
-REASON_PROPERTY = "reason"
-
-DEFAULT_NUM_EXAMPLES = 16
 _MAX_PROBABILITY_DISAGREEMENT = 1e-5
 
 
@@ -155,7 +153,10 @@ class LocalInfraValidatorExecutor(base_executor.BaseExecutor):
         serialized = read_serialized_examples(
             examples,
             request_spec.split_name or "eval",
-            request_spec.num_examples or DEFAULT_NUM_EXAMPLES,
+            # num_examples is optional in RequestSpec, and TFX's own request builder has a
+            # default for it; with none, an unset count would read no examples and refuse
+            # every model.
+            request_spec.num_examples or INFRA_VALIDATION_EXAMPLES,
         )
         signature_names = list(serving_request.signature_names) or ["serving_default"]
         try:
@@ -169,12 +170,12 @@ class LocalInfraValidatorExecutor(base_executor.BaseExecutor):
             )
         except InfraValidationError as error:
             logging.warning("Infra validation failed: %s", error)
-            blessing.set_int_custom_property(BLESSED_PROPERTY, 0)
-            blessing.set_string_custom_property(REASON_PROPERTY, str(error))
+            blessing.set_int_custom_property(artifact_properties.BLESSED, 0)
+            blessing.set_string_custom_property(artifact_properties.INFRA_REASON, str(error))
             io_utils.write_string_file(os.path.join(blessing.uri, NOT_BLESSED_FILE), str(error))
             return
         logging.info("Infra validation passed: %s", timings)
-        blessing.set_int_custom_property(BLESSED_PROPERTY, 1)
+        blessing.set_int_custom_property(artifact_properties.BLESSED, 1)
         io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE), "")
 
 

@@ -15,6 +15,8 @@ from tfx.types import artifact_utils
 from pipeline.models import features
 
 PREDICTIONS_FILE = "predictions.csv"
+# The output's key: the name of PredictionsExport's `predictions` parameter below.
+PREDICTIONS_KEY = "predictions"
 COLUMNS = (features.ID_KEY, features.PROBABILITY_KEY, features.CLASS_KEY)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras_tuner
 
-from pipeline.data.staging import InputError
+from pipeline.errors import InputError
 from pipeline.models import constants
 
 HPARAMS_FILE = "best_hyperparameters.txt"  # the name TFX's Tuner writes and Trainer reads

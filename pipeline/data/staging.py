@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import InputError
 from pipeline.models.features import FEATURE_KEYS, ID_KEY, LABEL_KEY
 
 TRAINING_COLUMNS = (ID_KEY, *FEATURE_KEYS, LABEL_KEY)
@@ -36,12 +37,6 @@ _OTHER_DELIMITERS = (";", "\t", "|")
 FILE, HEADER, ROW = "(file)", "(header)", "(row)"
 
 
-class InputError(ValueError):
-    """Bad user input; the message is one line naming the file and the field."""
-
-    def __init__(self, message: str, features: tuple[str, ...] = (FILE,)):
-        super().__init__(message)
-        self.features = features
 
 
 @dataclass(frozen=True)
@@ -58,15 +53,15 @@ def normalise_column_name(name: str) -> str:
 
 def _read_text(source: Path) -> str:
     if not source.exists():
-        raise InputError(f"{source}: no such file")
+        raise InputError(f"{source}: no such file", (FILE,))
     if source.is_dir():
-        raise InputError(f"{source}: is a directory, expected a CSV file")
+        raise InputError(f"{source}: is a directory, expected a CSV file", (FILE,))
     try:
         text = source.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputError(f"{source}: not UTF-8 text (byte {error.start})") from None
+        raise InputError(f"{source}: not UTF-8 text (byte {error.start})", (FILE,)) from None
     if not text.strip():
-        raise InputError(f"{source}: file is empty")
+        raise InputError(f"{source}: file is empty", (FILE,))
     return text
 
 
@@ -140,14 +135,14 @@ def read_rows(
                 (ROW,),
             )
         row = []
-        for column, index in zip(columns, indexes):
+        for column, index in zip(columns, indexes, strict=True):
             value = record[index].strip()
             if column in _NUMERIC_COLUMNS:
                 value = _normalised_number(source, line, header[index], value)
             row.append(value)
         rows.append(row)
     if not rows:
-        raise InputError(f"{source}: has a header but no data rows")
+        raise InputError(f"{source}: has a header but no data rows", (FILE,))
     return rows
 
 

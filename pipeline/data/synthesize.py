@@ -13,6 +13,8 @@ import math
 import random
 from pathlib import Path
 
+# Rows of the synthetic data a run without --data trains on: as many as the real data set.
+DEFAULT_ROWS = 400
 HEADER = ("User ID", "Gender", "Age", "EstimatedSalary", "Purchased")
 
 _AGE_RANGE = (18, 60)

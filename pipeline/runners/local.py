@@ -13,8 +13,9 @@ from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
 from tfx.proto.orchestration import pipeline_pb2
 
+from pipeline import node_ids
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
+from pipeline.pipeline import create_pipeline
 
 # LocalDagRunner announces each node with these absl messages (tfx 1.16,
 # orchestration/local/local_dag_runner.py); they are the only progress signal it gives.
@@ -59,7 +60,7 @@ def _progress_reported(progress: ProgressCallback) -> Iterator[None]:
         absl_logging.set_verbosity(saved_verbosity)
 
 
-def node_ids(config: PipelineConfig) -> list[str]:
+def node_order(config: PipelineConfig) -> list[str]:
     """Node ids in execution (topological) order."""
     return [component.id for component in create_pipeline(config).components]
 
@@ -84,7 +85,7 @@ def compile_local(config: PipelineConfig, output_dir: Path) -> pipeline_pb2.Pipe
     )
     ir = compiler.Compiler().compile(tfx_pipeline)
     for node in ir.nodes:
-        if node.pipeline_node.node_info.id == LATEST_SERVED_MODEL_ID:
+        if node.pipeline_node.node_info.id == node_ids.LATEST_SERVED_MODEL:
             node.pipeline_node.execution_options.caching_options.enable_cache = False
     return ir
 

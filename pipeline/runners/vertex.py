@@ -2,9 +2,9 @@
 
 Vertex runs the same pipeline IR as open-source KFP, but through google-cloud-aiplatform's
 ``PipelineJob`` and Google credentials rather than a KFP host and bearer token. Inputs are
-checked, and parameters typed, with the same rules and errors as ``kubeflow_api``; the
-keyword arguments for ``PipelineJob`` come from a pure function, so what would be sent can be
-checked without a Google project.
+checked, and parameters typed, with the same rules and errors as for KFP
+(``runners/kubeflow/spec_file.py``); the keyword arguments for ``PipelineJob`` come from a pure
+function, so what would be sent can be checked without a Google project.
 """
 
 from __future__ import annotations
@@ -21,14 +21,9 @@ from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exceptions
 from google.cloud import aiplatform
 
-from pipeline.runners.kubeflow_api import (
-    InputError,
-    KfpError,
-    RunFailedError,
-    SpecError,
-    check_pipeline_spec,
-    typed_params,
-)
+from pipeline.errors import InputError
+from pipeline.runners.kubeflow.errors import KfpError, RunFailedError, SpecError, one_line
+from pipeline.runners.kubeflow.spec_file import check_pipeline_spec, typed_params
 
 _SUCCEEDED = "PIPELINE_STATE_SUCCEEDED"
 _RESOURCE_NAME = re.compile(
@@ -51,7 +46,7 @@ def _load_pipeline_job(spec_path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise SpecError(f"{path}: no such pipeline spec file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise SpecError(f"{path}: cannot read the pipeline job: {_one_line(error)}") from None
+        raise SpecError(f"{path}: cannot read the pipeline job: {one_line(error)}") from None
     if not isinstance(document, dict):
         raise SpecError(f"{path}: not a pipeline job (expected a JSON object)")
     job = document if "pipelineSpec" in document else {"pipelineSpec": document}
@@ -123,13 +118,13 @@ def submit_vertex(
         try:
             job = aiplatform.PipelineJob(**kwargs)
         except ValueError as error:  # e.g. an unsupported region, a job id Vertex refuses
-            raise InputError(f"{spec_path}: {where} cannot take it: {_one_line(error)}") from None
+            raise InputError(f"{spec_path}: {where} cannot take it: {one_line(error)}") from None
     with _google_errors(where, "create the pipeline job"):
         try:
             job.submit(service_account=service_account, experiment=experiment)
         except (RuntimeError, ValueError) as error:  # how aiplatform refuses the experiment
-            cause = f" ({_one_line(error.__cause__)})" if error.__cause__ else ""
-            raise VertexError(f"{where}: {_one_line(error)}{cause}") from None
+            cause = f" ({one_line(error.__cause__)})" if error.__cause__ else ""
+            raise VertexError(f"{where}: {one_line(error)}{cause}") from None
     url = console_url(job.resource_name)
     if wait:
         # wait() raises a bare RuntimeError for FAILED and CANCELLED; the state says which.
@@ -163,12 +158,7 @@ def _google_errors(where: str, action: str) -> Iterator[None]:
         yield
     except api_exceptions.GoogleAPICallError as error:
         raise VertexError(
-            f"{where} could not {action}: HTTP {error.code} {_one_line(error.message)}"
+            f"{where} could not {action}: HTTP {error.code} {one_line(error.message)}"
         ) from None
     except auth_exceptions.GoogleAuthError as error:
-        raise VertexError(f"no usable Google credentials for {where}: {_one_line(error)}") from None
-
-
-def _one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+        raise VertexError(f"no usable Google credentials for {where}: {one_line(error)}") from None

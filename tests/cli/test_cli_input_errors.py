@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from pipeline import cli
+from pipeline import cli, exit_codes
+from pipeline.data import synthesize
 
-HEADER = "User ID,Gender,Age,EstimatedSalary,Purchased\n"
+HEADER = ",".join(synthesize.HEADER) + "\n"
 
 
 def _run(tmp_path, capsys, *args):
@@ -36,7 +37,7 @@ def test_bad_training_data(tmp_path, capsys, content, expected):
     if content is not None:
         data.write_text(content)
     code, stderr, output = _run(tmp_path, capsys, "--data", str(data))
-    assert code == cli.EXIT_INPUT
+    assert code == exit_codes.INPUT
     assert len(stderr) == 1 and expected in stderr[0] and str(data) in stderr[0]
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["status"] == "input_error" and summary["exit_code"] == 2
@@ -53,7 +54,7 @@ def test_bad_inference_data_is_refused_before_the_run(tmp_path, capsys):
     inference.write_text("User ID,Gender,Age\n1,Male,19\n")
     code, stderr, _ = _run(tmp_path, capsys, "--data", str(data),
                            "--inference-data", str(inference))
-    assert code == cli.EXIT_INPUT
+    assert code == exit_codes.INPUT
     assert "inference.csv: missing column(s) estimated_salary" in stderr[0]
 
 
@@ -61,7 +62,7 @@ def test_bad_hparams_file_is_refused_before_the_run(tmp_path, capsys):
     hparams = tmp_path / "hp.json"
     hparams.write_text('{"hidden_units": -4}')
     code, stderr, _ = _run(tmp_path, capsys, "--hparams", str(hparams))
-    assert code == cli.EXIT_INPUT
+    assert code == exit_codes.INPUT
     assert "hp.json: field hidden_units: expected a positive number" in stderr[0]
 
 
@@ -77,7 +78,7 @@ def test_data_synth_writes_the_requested_rows(tmp_path, capsys):
     lines = out.read_text().splitlines()
     assert lines[0] == "User ID,Gender,Age,EstimatedSalary,Purchased"
     assert len(lines) == 26
-    assert cli.main(["data", "synth", "--rows", "0", "--out", str(out)]) == cli.EXIT_INPUT
+    assert cli.main(["data", "synth", "--rows", "0", "--out", str(out)]) == exit_codes.INPUT
 
 
 def test_data_stage_writes_normalised_columns_for_cluster_steps(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """The Kubernetes InfraValidator run the way a KFP step runs it, on a real cluster.
 
 A step pod with the pipeline image and the kfp chart's pipeline-runner service account
-(rendered from helm/kfp, applied in `kubeflow`) runs ``python -m pipeline.runners.kfp_step``
+(rendered from helm/kfp, applied in `kubeflow`) runs ``python -m pipeline.runners.kubeflow.step``
 with ``KubernetesInfraValidatorExecutor``: the command of the compiled pipeline's
 InfraValidator step, with the environment KFP 2.x gives a step (``KFP_POD_NAME`` and
 ``KFP_POD_UID`` from the downward API, no ``KFP_NAMESPACE``) and the tfx-store claim mounted
@@ -52,7 +52,14 @@ from tfx.utils import proto_utils
 
 from conftest import make_namespace, wait_for_pod_phase, watch_namespace
 from pipeline.components import kubernetes_infra_validator as kiv
-from pipeline.runners.kubeflow import STEP_COMMAND
+from pipeline.components.serving_pod import STEP_POD_UID_LABEL
+from pipeline.components.step_pod import (
+    MODEL_PVC_ENV,
+    MODEL_PVC_MOUNT_PATH_ENV,
+    POD_NAME_ENV,
+    POD_UID_ENV,
+)
+from pipeline.runners.kubeflow.compiler import STEP_COMMAND
 
 pytestmark = pytest.mark.cluster
 
@@ -116,7 +123,7 @@ class _ServingPodWatch:
 
     def __init__(self, core_api: k8s_client.CoreV1Api, step_uid: str):
         self.core_api = core_api
-        self.selector = f"{kiv.STEP_POD_UID_LABEL}={step_uid}"
+        self.selector = f"{STEP_POD_UID_LABEL}={step_uid}"
         listed = core_api.list_namespaced_pod(NAMESPACE, label_selector=self.selector)
         self.events: list[tuple[str, k8s_client.V1Pod]] = [("ADDED", p) for p in listed.items]
         self._watch = k8s_watch.Watch()
@@ -301,8 +308,8 @@ def _step_pod(name: str, image: str, service_account: str, store: Store,
               args: list[str]) -> k8s_client.V1Pod:
     field_env = [k8s_client.V1EnvVar(name=env, value_from=k8s_client.V1EnvVarSource(
         field_ref=k8s_client.V1ObjectFieldSelector(field_path=path)))
-        for env, path in ((kiv.POD_NAME_ENV, "metadata.name"),
-                          (kiv.POD_UID_ENV, "metadata.uid"))]
+        for env, path in ((POD_NAME_ENV, "metadata.name"),
+                          (POD_UID_ENV, "metadata.uid"))]
     return k8s_client.V1Pod(
         metadata=k8s_client.V1ObjectMeta(
             name=name,
@@ -319,8 +326,8 @@ def _step_pod(name: str, image: str, service_account: str, store: Store,
                 command=list(STEP_COMMAND),  # what the compiled pipeline runs
                 args=args,
                 env=[*field_env,
-                     k8s_client.V1EnvVar(name=kiv.MODEL_PVC_ENV, value=CLAIM),
-                     k8s_client.V1EnvVar(name=kiv.MODEL_PVC_MOUNT_PATH_ENV, value=MOUNT)],
+                     k8s_client.V1EnvVar(name=MODEL_PVC_ENV, value=CLAIM),
+                     k8s_client.V1EnvVar(name=MODEL_PVC_MOUNT_PATH_ENV, value=MOUNT)],
                 volume_mounts=[k8s_client.V1VolumeMount(name="store", mount_path=MOUNT)],
                 security_context=k8s_client.V1SecurityContext(
                     allow_privilege_escalation=False,

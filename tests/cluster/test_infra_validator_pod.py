@@ -19,7 +19,9 @@ from kubernetes.client.exceptions import ApiException
 from tfx.components.infra_validator import serving_bins
 from tfx.proto import infra_validator_pb2
 
-from pipeline.components import kubernetes_infra_validator as kiv
+from pipeline.components.kubernetes_serving_runner import KubernetesModelServerRunner
+from pipeline.components.serving_pod import GRPC_PORT
+from pipeline.components.step_pod import StepPod
 
 pytestmark = pytest.mark.cluster
 
@@ -49,10 +51,10 @@ def _stand_in_step_pod(core_api: k8s_client.CoreV1Api, namespace: str) -> k8s_cl
     ))
 
 
-def _runner(core_api, namespace: str, image: str) -> kiv.KubernetesModelServerRunner:
+def _runner(core_api, namespace: str, image: str) -> KubernetesModelServerRunner:
     step = _stand_in_step_pod(core_api, namespace)
     # As in a step whose KFP_POD_UID is missing: the uid is read through the API.
-    step_pod = kiv.StepPod.discover(
+    step_pod = StepPod.discover(
         core_api, {"KFP_NAMESPACE": namespace, "HOSTNAME": step.metadata.name}
     )
     assert step_pod.uid == step.metadata.uid
@@ -64,7 +66,7 @@ def _runner(core_api, namespace: str, image: str) -> kiv.KubernetesModelServerRu
         model_name="probe",
     )
     [binary] = serving_bins.parse_serving_binaries(spec)
-    return kiv.KubernetesModelServerRunner(
+    return KubernetesModelServerRunner(
         MODEL_PATH, binary, spec, core_api, step_pod, poll_interval_seconds=1
     )
 
@@ -82,7 +84,7 @@ def _wait_until_gone(core_api, namespace: str, name: str) -> None:
     pytest.fail(f"pod {namespace}/{name} still exists after {GONE_SECONDS}s")
 
 
-def _wait_for_log(runner: kiv.KubernetesModelServerRunner, text: str) -> str:
+def _wait_for_log(runner: KubernetesModelServerRunner, text: str) -> str:
     deadline = time.monotonic() + START_SECONDS
     while text not in (logs := runner.GetLogs() or ""):
         if time.monotonic() > deadline:
@@ -100,7 +102,7 @@ def test_serving_pod_is_admitted_runs_and_is_deleted(core_api, local_images,
         runner.Start()  # a namespace enforcing `restricted` admits it
         runner.WaitUntilRunning(time.time() + START_SECONDS)
         pod = core_api.read_namespaced_pod(name, restricted_namespace)
-        assert runner.GetEndpoint() == f"{pod.status.pod_ip}:{kiv.GRPC_PORT}"
+        assert runner.GetEndpoint() == f"{pod.status.pod_ip}:{GRPC_PORT}"
         assert pod.metadata.owner_references[0].name == "step"
         assert pod.spec.containers[0].image == image
         # The stand-in's first line: the image's server is what runs.

@@ -22,7 +22,7 @@ import pytest
 
 from pipeline.config import PipelineConfig
 from pipeline.data import staging, synthesize
-from pipeline.runners import kubeflow, kubeflow_api
+from pipeline.runners.kubeflow import compiler, runs
 
 pytestmark = pytest.mark.kind
 
@@ -88,15 +88,15 @@ def test_a_pipeline_run_on_kind_pushes_a_model_tf_serving_answers_with(deployed,
         pipeline_root=settings["TFXKFP_PIPELINE_ROOT"],
         data_root=settings["TFXKFP_DATA_ROOT"],
         serving_model_dir=settings["TFXKFP_SERVING_DIR"],
-        schema_file=kubeflow.IMAGE_SCHEMA_FILE,
+        schema_file=compiler.IMAGE_SCHEMA_FILE,
         target="kfp",
         tune=False,
         volume_claim=settings["TFXKFP_VOLUME_CLAIM"],
         volume_mount_path=settings["TFXKFP_VOLUME_MOUNT_PATH"],
     )
-    spec = kubeflow.compile_pipeline(config, settings["image"], tmp_path / "pipeline.yaml")
+    spec = compiler.compile_pipeline(config, settings["image"], tmp_path / "pipeline.yaml")
 
-    run = kubeflow_api.submit(
+    run = runs.submit(
         spec, settings["TFXKFP_KFP_HOST"], run_name="kind e2e", wait=True,
         timeout_seconds=RUN_SECONDS, progress=print,
     )

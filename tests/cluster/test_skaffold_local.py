@@ -22,7 +22,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -39,7 +38,8 @@ pytestmark = pytest.mark.cluster
 BUILD_BINARIES = REPO / "k8s" / "local" / "build-binaries.sh"
 TOOLS = ("kubectl", "skaffold", "helm")
 REGISTRY = "http://localhost:5000"
-STORE = Path("/var/local/tfx")  # the node's store: the tfx-store claim (k8s/components/local-cluster)
+# The node's store: the tfx-store claim (k8s/components/local-cluster).
+STORE = Path("/var/local/tfx")
 DATA = STORE / "data" / "social_network_ads" / "data.csv"
 SERVING_DIR = STORE / "serving" / "social_network_ads"
 SHARED_DATA = REPO.parent / "shared" / "data" / "social_network_ads.csv"
@@ -103,7 +103,7 @@ def _empty_serving_dir() -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tools_env):
+def store(tools_env, tfxkfp_script):
     """The training data staged as `tfxkfp data stage` does; afterwards the store as it was.
 
     The run writes its metadata, artifacts and summary into the store and its model into
@@ -112,14 +112,13 @@ def store(tools_env):
     if any(SERVING_DIR.iterdir()):
         pytest.fail(f"{SERVING_DIR} is not empty: another run's leftovers")
     before = set(STORE.iterdir())
-    tfxkfp = Path(sys.executable).with_name("tfxkfp")
     if SHARED_DATA.is_file():
         source = SHARED_DATA
     else:
         print(f"note: {SHARED_DATA} not found; the run trains on synthetic data")
         source = STORE / "synthetic.csv"
-        subprocess.run([str(tfxkfp), "data", "synth", "--out", str(source)], check=True)
-    subprocess.run([str(tfxkfp), "data", "stage", str(source), "--out", str(DATA.parent)],
+        subprocess.run([tfxkfp_script, "data", "synth", "--out", str(source)], check=True)
+    subprocess.run([tfxkfp_script, "data", "stage", str(source), "--out", str(DATA.parent)],
                    check=True, env=tools_env)
     yield
     for path in set(STORE.iterdir()) - before:

@@ -2,9 +2,11 @@
 
 import pytest
 
-from pipeline.data.staging import InputError, normalise_column_name, stage
+from pipeline.data import synthesize
+from pipeline.data.staging import normalise_column_name, stage
+from pipeline.errors import InputError
 
-HEADER = "User ID,Gender,Age,EstimatedSalary,Purchased\n"
+HEADER = ",".join(synthesize.HEADER) + "\n"
 GOOD_ROW = "15600001,Male,23,31000,0\n"
 
 

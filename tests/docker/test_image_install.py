@@ -58,7 +58,7 @@ def wheel(replay) -> zipfile.ZipFile:
 @pytest.fixture(scope="module")
 def verification(replay) -> subprocess.CompletedProcess:
     """The Dockerfile's verify_install.py RUN, on the replayed tree, as the build runs it."""
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
     runs = [run for run in ic.stages(ic.PIPELINE_DOCKERFILE)[-1].values("RUN")
             if "verify_install.py" in run]
@@ -74,7 +74,7 @@ def verification(replay) -> subprocess.CompletedProcess:
         TF_CPP_MIN_LOG_LEVEL="2",
     )
     command = [sys.executable, "-c", _BOOTSTRAP, str(_in_image(replay, script)), *args,
-               "--source-root", str(_in_image(replay, kubeflow.IMAGE_SOURCE_ROOT))]
+               "--source-root", str(_in_image(replay, compiler.IMAGE_SOURCE_ROOT))]
     result = subprocess.run(command, env=env, cwd=env["HOME"], capture_output=True, text=True,
                             timeout=600, check=False)
     print(result.stdout)
@@ -97,20 +97,20 @@ def test_wheel_holds_every_file_of_the_package(wheel):
 
 
 def test_package_lands_at_the_image_source_root(replay):
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
-    root = _in_image(replay, kubeflow.IMAGE_SOURCE_ROOT)
+    root = _in_image(replay, compiler.IMAGE_SOURCE_ROOT)
     assert (root / "pipeline" / "__init__.py").is_file()
     assert (root / "bin" / "tfxkfp").is_file(), "the console script the image puts on PATH"
     assert (_in_image(replay, "/usr/local/lib/tfx-kfp-gke/verify_install.py")).is_file()
 
 
 def test_every_module_imports_from_the_installed_wheel(replay, wheel, verification):
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
     imported = re.search(r"imported (\d+) modules from (\S+)", verification.stdout)
     assert imported, verification.stderr[-4000:]
-    root = _in_image(replay, kubeflow.IMAGE_SOURCE_ROOT)
+    root = _in_image(replay, compiler.IMAGE_SOURCE_ROOT)
     assert Path(imported[2]) == root / "pipeline"
     modules = [name for name in wheel.namelist()
                if name.startswith("pipeline/") and name.endswith(".py")]

@@ -7,10 +7,10 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -156,11 +156,11 @@ def test_pipeline_image_runs_as_1000_with_a_writable_home():
 
 def test_steps_set_their_command_and_the_beam_entrypoint_stays():
     """KFP/Vertex give every step a command (it replaces ENTRYPOINT); Dataflow needs boot."""
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
     image = _image()
     assert image.values("ENTRYPOINT") == [] and image.values("CMD") == []
-    assert kubeflow.STEP_COMMAND[:2] == ("python", "-m")
+    assert compiler.STEP_COMMAND[:2] == ("python", "-m")
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
@@ -180,15 +180,15 @@ def test_pipeline_image_labels_agree_with_the_project():
 # --- what gets installed, and where ------------------------------------------------------------
 
 def test_package_is_installed_where_compiled_specs_look():
-    from pipeline.runners import kubeflow
+    from pipeline.runners.kubeflow import compiler
 
     targets = [pip.options.get("--target", pip.options.get("-t"))
                for run in _image().values("RUN") for pip in ic.pip_commands(run)
                if {"--target", "-t"} & set(pip.options)]
-    assert targets == [kubeflow.IMAGE_SOURCE_ROOT]
-    assert _image_env()["PYTHONPATH"].split("$")[0] == kubeflow.IMAGE_SOURCE_ROOT
-    assert _image_env()["PATH"].startswith(f"{kubeflow.IMAGE_SOURCE_ROOT}/bin:")
-    assert kubeflow.IMAGE_SCHEMA_FILE.startswith(f"{kubeflow.IMAGE_SOURCE_ROOT}/")
+    assert targets == [compiler.IMAGE_SOURCE_ROOT]
+    assert _image_env()["PYTHONPATH"].split("$")[0] == compiler.IMAGE_SOURCE_ROOT
+    assert _image_env()["PATH"].startswith(f"{compiler.IMAGE_SOURCE_ROOT}/bin:")
+    assert compiler.IMAGE_SCHEMA_FILE.startswith(f"{compiler.IMAGE_SOURCE_ROOT}/")
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)

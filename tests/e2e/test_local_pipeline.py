@@ -9,32 +9,31 @@ import csv
 import json
 import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.data.synthesize import synthesize, write_csv
+from pipeline import node_ids
+from pipeline.data.synthesize import HEADER, synthesize, write_csv
 
 pytestmark = pytest.mark.e2e
 
-TFXKFP = str(Path(sys.executable).with_name("tfxkfp"))
-ALL_COMPONENTS = {
-    "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
-    "previous_span_statistics_resolver", "ExampleValidator", "AnomaliesGate", "Transform",
-    "Tuner", "Trainer", "LatestServedModel", "Evaluator", "InfraValidator", "Pusher",
-    "BulkInferrer", "PredictionsExport",
-}
 
+@pytest.fixture(scope="module")
+def tfxkfp(tfxkfp_script) -> Callable[..., subprocess.CompletedProcess]:
+    """``tfxkfp(*args)``: the command in a process of its own, as a user runs it."""
 
-def tfxkfp(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([TFXKFP, *args], capture_output=True, text=True, env=env,
-                            timeout=1200)
-    print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
-    return result
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run([tfxkfp_script, *args], capture_output=True, text=True,
+                                env=env, timeout=1200)
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        return result
+
+    return run
 
 
 def summary_of(output: Path) -> dict:
@@ -54,13 +53,13 @@ def output_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(training_data, output_dir):
+def first_run(tfxkfp, training_data, output_dir):
     result = tfxkfp("run", "--data", str(training_data), "--output", str(output_dir))
     return result, summary_of(output_dir)
 
 
 @pytest.fixture(scope="module")
-def second_run(first_run, training_data, output_dir, tmp_path_factory):
+def second_run(tfxkfp, first_run, training_data, output_dir, tmp_path_factory):
     inference = tmp_path_factory.mktemp("inference") / "new_users.csv"
     inference.write_text(
         "User ID,Gender,Age,EstimatedSalary\n1,Male,59,140000\n2,Female,21,18000\n"
@@ -70,11 +69,11 @@ def second_run(first_run, training_data, output_dir, tmp_path_factory):
     return result, summary_of(output_dir)
 
 
-def test_first_run_pushes_a_blessed_model(first_run, real_data):
+def test_first_run_pushes_a_blessed_model(first_run, real_data, default_pipeline_node_ids):
     result, summary = first_run
     assert result.returncode == 0, result.stderr
     assert summary["status"] == "pushed" and summary["exit_code"] == 0
-    assert {c["id"] for c in summary["components"]} == ALL_COMPONENTS
+    assert {c["id"] for c in summary["components"]} == default_pipeline_node_ids
     assert all(c["status"] == "complete" for c in summary["components"]), summary["components"]
     assert summary["blessed"] == {"evaluator": True, "infra_validator": True}
     assert summary["baseline_model"] is None
@@ -87,7 +86,7 @@ def test_first_run_pushes_a_blessed_model(first_run, real_data):
     assert {"gender=Female", "gender=Male"} <= set(summary["metrics"]["slices"])
     assert any(name.startswith("age_band=") for name in summary["metrics"]["slices"])
     # Progress: every component announced itself on the terminal.
-    for component in ALL_COMPONENTS:
+    for component in default_pipeline_node_ids:
         assert f"] {component} ..." in result.stdout
 
 
@@ -136,12 +135,12 @@ def test_second_run_uses_the_cache_and_the_first_model_as_baseline(first_run, se
     result, second = second_run
     assert result.returncode == 0, result.stderr
     states = {c["id"]: c["status"] for c in second["components"]}
-    for cached in ("CsvExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer",
-                   "InfraValidator"):
+    for cached in (node_ids.EXAMPLE_GEN, node_ids.STATISTICS_GEN, node_ids.TRANSFORM,
+                   node_ids.TUNER, node_ids.TRAINER, node_ids.INFRA_VALIDATOR):
         assert states[cached] == "cached", states
     # The baseline is looked up afresh on every run (the serving directory may have changed);
     # validation reruns, now with the first span as its drift baseline, and finds no drift.
-    assert states["LatestServedModel"] == states["ExampleValidator"] == "complete"
+    assert states[node_ids.LATEST_SERVED_MODEL] == states[node_ids.EXAMPLE_VALIDATOR] == "complete"
     assert second["anomalies"] == []
     # The candidate is the cached first model, and the baseline is that same model as served,
     # so it does not regress, and it is already serving: no second copy is pushed.
@@ -159,12 +158,12 @@ def test_second_run_predicts_for_the_inference_data(second_run):
     assert rows["1"] > 0.5 > rows["2"]
 
 
-def test_anomalies_stop_the_run_before_training(tmp_path):
+def test_anomalies_stop_the_run_before_training(tfxkfp, tmp_path):
     data = tmp_path / "bad.csv"
     rows = synthesize(120, seed=2)
     with data.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["User ID", "Gender", "Age", "EstimatedSalary", "Purchased"])
+        writer.writerow(HEADER)
         writer.writerows(rows[:-2])
         writer.writerow([99, "Unknown", 30, 50_000, 0])  # outside the gender domain
         writer.writerow([98, "Male", 250, 50_000, 1])  # implausible age
@@ -176,18 +175,19 @@ def test_anomalies_stop_the_run_before_training(tmp_path):
     assert summary["status"] == "anomalies" and summary["exit_code"] == 3
     assert {a["feature"] for a in summary["anomalies"]} == {"gender", "age"}
     states = {c["id"]: c["status"] for c in summary["components"]}
-    assert states["AnomaliesGate"] == "failed"
-    assert states["Transform"] == states["Trainer"] == states["Pusher"] == "skipped"
+    assert states[node_ids.ANOMALIES_GATE] == "failed"
+    assert states[node_ids.TRANSFORM] == states[node_ids.TRAINER] == "skipped"
+    assert states[node_ids.PUSHER] == "skipped"
     assert not (output / "serving").exists()
 
 
-def test_unlearnable_labels_are_not_blessed_and_not_pushed(tmp_path):
+def test_unlearnable_labels_are_not_blessed_and_not_pushed(tfxkfp, tmp_path):
     # Labels independent of the features: AUC near 0.5 fails the Evaluator's value floor.
     rng = np.random.default_rng(4)
     data = tmp_path / "noise.csv"
     with data.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["User ID", "Gender", "Age", "EstimatedSalary", "Purchased"])
+        writer.writerow(HEADER)
         for user_id, gender, age, salary, _ in synthesize(300, seed=9):
             writer.writerow([user_id, gender, age, salary, int(rng.random() < 0.4)])
     hparams = tmp_path / "hparams.json"
@@ -201,5 +201,5 @@ def test_unlearnable_labels_are_not_blessed_and_not_pushed(tmp_path):
     assert summary["blessed"]["evaluator"] is False
     assert summary["pushed_model"] is None
     states = {c["id"]: c["status"] for c in summary["components"]}
-    assert states["HyperparametersImporter"] == "complete" and "Tuner" not in states
+    assert states[node_ids.HPARAMS_IMPORTER] == "complete" and node_ids.TUNER not in states
     assert not any((output / "serving" / "social_network_ads").glob("[0-9]*"))

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fault_runs import Rows, write_rows
 
+from fault_runs import Rows, write_rows
 from pipeline.data.synthesize import HEADER, synthesize
 
 

@@ -1,16 +1,16 @@
 """Runs the Pusher's executor once, as the Pusher step does, in a process of its own.
 
-``python push_in_subprocess.py MODEL_URI SERVING_DIR PUSHED_URI [SECONDS_PER_FILE]`` pushes
-the blessed Model artifact at MODEL_URI (its SavedModel under ``Format-Serving``) to
-SERVING_DIR. A local disk copies a model in milliseconds; SECONDS_PER_FILE makes every file
-copy that slow, as on network storage, so a test can kill the process mid-copy.
+``python push_in_subprocess.py MODEL_URI SERVING_DIR PUSHED_URI [--step]`` pushes the blessed
+Model artifact at MODEL_URI (its SavedModel under ``Format-Serving``) to SERVING_DIR. With
+``--step`` the push copies files in lock step with whoever started it: after each file it
+prints ``COPIED <path>`` and waits for a line on stdin before the next, so a test can look at
+the serving directory between any two files and kill the process at a point of its choosing.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 
 from google.protobuf import json_format
 from tfx.dsl.io import fileio
@@ -18,6 +18,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 
 from pipeline.components.atomic_pusher import KEEP_VERSIONS_KEY, AtomicPusherExecutor
+
+STEP_FLAG = "--step"
+COPIED = "COPIED"
 
 
 def main(model_uri: str, serving_dir: str, pushed_uri: str) -> None:
@@ -47,17 +50,21 @@ def main(model_uri: str, serving_dir: str, pushed_uri: str) -> None:
     print(json.dumps({"pushed_version": pushed.get_string_custom_property("pushed_version")}))
 
 
-def _slow_copies(seconds_per_file: float) -> None:
+def _copy_in_steps() -> None:
     copy = fileio.copy
 
-    def slow_copy(*args, **kwargs):
-        time.sleep(seconds_per_file)
-        return copy(*args, **kwargs)
+    def stepped_copy(source, destination, *args, **kwargs):
+        result = copy(source, destination, *args, **kwargs)
+        print(COPIED, destination, flush=True)
+        sys.stdin.readline()  # the go-ahead; at end of input, no more waiting
+        return result
 
-    fileio.copy = slow_copy
+    fileio.copy = stepped_copy
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 4:
-        _slow_copies(float(sys.argv[4]))
-    main(*sys.argv[1:4])
+    arguments = sys.argv[1:]
+    if STEP_FLAG in arguments:
+        arguments.remove(STEP_FLAG)
+        _copy_in_steps()
+    main(*arguments)

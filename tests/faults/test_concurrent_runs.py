@@ -16,8 +16,9 @@ from pathlib import Path
 
 from pipeline import locking
 
-TFXKFP = str(Path(sys.executable).with_name("tfxkfp"))
 _ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# Taking the lock comes after the command's imports: tens of seconds on a busy machine.
+LOCK_TIMEOUT_SECONDS = 300
 
 
 def _tree(directory: Path) -> dict[str, tuple[int, int]]:
@@ -30,27 +31,30 @@ def _tree(directory: Path) -> dict[str, tuple[int, int]]:
 def _wait_for_lock_holder(output: Path, holder: subprocess.Popen) -> None:
     """Blocks until ``holder`` has written its pid into the lock file (it holds the lock)."""
     lock = output / locking.LOCK_FILE
-    while holder.poll() is None:
+    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+    while holder.poll() is None and time.monotonic() < deadline:
         if lock.exists() and f"pid {holder.pid}" in lock.read_text():
             return
         time.sleep(0.01)
+    if holder.returncode is None:
+        raise AssertionError(f"the first command held no lock after {LOCK_TIMEOUT_SECONDS} s")
     raise AssertionError(f"the first command exited ({holder.returncode}) before locking")
 
 
-def _refused_run(output: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([TFXKFP, "run", "--output", str(output), "--no-tune"],
+def _refused_run(tfxkfp_script: str, output: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([tfxkfp_script, "run", "--output", str(output), "--no-tune"],
                           capture_output=True, text=True, env=_ENV, timeout=300)
 
 
-def test_a_second_run_is_refused_while_a_first_run_is_in_progress(tmp_path):
+def test_a_second_run_is_refused_while_a_first_run_is_in_progress(tmp_path, tfxkfp_script):
     output = tmp_path / "out"
     first = subprocess.Popen(
-        [TFXKFP, "run", "--output", str(output), "--no-tune", "--epochs", "1"],
+        [tfxkfp_script, "run", "--output", str(output), "--no-tune", "--epochs", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV,
     )
     try:
         _wait_for_lock_holder(output, first)
-        second = _refused_run(output)
+        second = _refused_run(tfxkfp_script, output)
         assert first.poll() is None  # the refusal happened while the first run was running
     finally:
         first.send_signal(signal.SIGKILL)
@@ -66,7 +70,7 @@ def test_a_second_run_is_refused_while_a_first_run_is_in_progress(tmp_path):
         pass
 
 
-def test_the_refused_run_touches_nothing_in_the_output_directory(tmp_path):
+def test_the_refused_run_touches_nothing_in_the_output_directory(tmp_path, tfxkfp_script):
     output = tmp_path / "out"
     (output / "serving" / "social_network_ads" / "1").mkdir(parents=True)
     (output / "metadata.sqlite").write_bytes(b"store")
@@ -81,7 +85,7 @@ def test_the_refused_run_touches_nothing_in_the_output_directory(tmp_path):
     try:
         _wait_for_lock_holder(output, holder)
         before = _tree(output)
-        second = _refused_run(output)
+        second = _refused_run(tfxkfp_script, output)
         after = _tree(output)
     finally:
         holder.send_signal(signal.SIGKILL)

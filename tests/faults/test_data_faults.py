@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from fault_runs import Run, column, serving_dir, tfxkfp
-
-from pipeline import cli
+from pipeline import exit_codes, node_ids
 
 
 def _run(tmp_path: Path, data: Path) -> tuple[Run, Path]:
@@ -29,7 +28,7 @@ def _assert_refused(
 ) -> None:
     """``feature`` as run_summary.json names it; ``named``: as the error names it."""
     assert run.code == code, run.stderr
-    status = {cli.EXIT_INPUT: "input_error", cli.EXIT_ANOMALIES: "anomalies"}[code]
+    status = {exit_codes.INPUT: "input_error", exit_codes.ANOMALIES: "anomalies"}[code]
     assert run.summary["status"] == status and run.summary["exit_code"] == code
     named = named or feature
     lines = [line for line in run.stderr if named in line and what in line]
@@ -38,10 +37,11 @@ def _assert_refused(
     assert feature in recorded and what in recorded[feature], run.summary["anomalies"]
     assert run.summary["pushed_model"] is None
     assert run.versions == [] and not serving_dir(output).exists()
-    if code == cli.EXIT_ANOMALIES:
+    if code == exit_codes.ANOMALIES:
         states = {c["id"]: c["status"] for c in run.summary["components"]}
-        assert states["AnomaliesGate"] == "failed"
-        assert states["Transform"] == states["Trainer"] == states["Pusher"] == "skipped"
+        assert states[node_ids.ANOMALIES_GATE] == "failed"
+        assert states[node_ids.TRANSFORM] == states[node_ids.TRAINER] == "skipped"
+        assert states[node_ids.PUSHER] == "skipped"
     else:
         assert not (output / "metadata.sqlite").exists()  # the pipeline never started
 

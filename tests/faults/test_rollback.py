@@ -11,17 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
-from fault_runs import serving_dir, tfxkfp
 
+from fault_runs import serving_dir, tfxkfp
 from pipeline import locking, model_versions
 from pipeline.components.atomic_pusher import RevokedModelError, push_atomically
-
-
-def _model(root: Path, tag: str) -> str:
-    (root / "variables").mkdir(parents=True)
-    (root / "saved_model.pb").write_bytes(f"graph {tag}".encode())
-    (root / "variables" / "variables.index").write_bytes(f"weights {tag}".encode())
-    return str(root)
 
 
 def _tree(directory: Path) -> dict[str, tuple[int, int]]:
@@ -33,10 +26,10 @@ def _tree(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def served(tmp_path) -> tuple[Path, dict[str, str], list[int]]:
+def served(tmp_path, fake_saved_model) -> tuple[Path, dict[str, str], list[int]]:
     """An output directory whose serving directory holds three pushed models."""
     output = tmp_path / "out"
-    models = {tag: _model(tmp_path / tag, tag) for tag in ("one", "two", "three")}
+    models = {tag: str(fake_saved_model(tmp_path / tag, tag)) for tag in ("one", "two", "three")}
     versions = [push_atomically(path, str(serving_dir(output)))[0] for path in models.values()]
     return output, models, versions
 
@@ -45,7 +38,7 @@ def _rollback(output: Path, version: int, *more: str):
     return tfxkfp(output, "rollback", "--to", str(version), "--output", str(output), *more)
 
 
-def test_rollback_publishes_the_old_model_as_the_newest_version(served):
+def test_rollback_publishes_the_old_model_as_the_newest_version(served, fake_saved_model):
     output, models, (v1, v2, v3) = served
     run = _rollback(output, v1)
     assert run.code == 0, run.stderr
@@ -60,7 +53,8 @@ def test_rollback_publishes_the_old_model_as_the_newest_version(served):
     # The restored model is the newest: proposing it is "already served", not a new version.
     assert push_atomically(models["one"], str(serving_dir(output))) == (v4, False)
     # A new model still goes through.
-    v5, pushed = push_atomically(_model(output.parent / "four", "four"), str(serving_dir(output)))
+    v5, pushed = push_atomically(str(fake_saved_model(output.parent / "four", "four")),
+                                 str(serving_dir(output)))
     assert pushed and v5 > v4
 
 

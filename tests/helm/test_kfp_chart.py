@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import helm_python
@@ -33,7 +33,7 @@ PROVIDER_DEFAULT_KEYS = {"endpoint", "credentials", "region", "disableSSL", "for
 CREDENTIAL_KEYS = {"fromEnv", "secretRef"}
 SECRET_REF_KEYS = {"secretName", "accessKeyKey", "secretKeyKey"}
 
-# What pipeline/components/kubernetes_infra_validator.py does with the Kubernetes API.
+# What pipeline/components/kubernetes_serving_runner.py does with the Kubernetes API.
 INFRA_VALIDATOR_RULES = {("pods", frozenset({"create", "get", "list", "watch", "delete"})),
                          ("pods/log", frozenset({"get"}))}
 SERVING_POD_LABELS = {"app.kubernetes.io/name": "tensorflow-serving",
@@ -41,7 +41,7 @@ SERVING_POD_LABELS = {"app.kubernetes.io/name": "tensorflow-serving",
                       "app.kubernetes.io/part-of": "tfx-kfp-gke"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render(files: tuple[Path, ...] = (KIND,), extra: str = "{}") -> tuple[dict, ...]:
     return tuple(render(CHART, list(files), yaml.safe_load(extra), NAMESPACE, include_tests=True))
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import cli
-from pipeline.components import kubernetes_infra_validator
+from pipeline import cli, exit_codes, node_ids
+from pipeline.components import step_pod
 from pipeline.components.predictions_export import PredictionsCsv
 from pipeline.config import PipelineConfig
-from pipeline.runners import kubeflow
+from pipeline.runners.kubeflow import compiler
 
 IMAGE = "europe-west4-docker.pkg.dev/demo/tfxkfp/pipeline:0.1.0"
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,11 +27,6 @@ KIND = {
     "volume_claim": "tfx-store",
     "volume_mount_path": "/tfx",
 }
-COMPONENTS = {
-    "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-    "AnomaliesGate", "Transform", "Tuner", "Trainer", "LatestServedModel", "Evaluator",
-    "InfraValidator", "Pusher", "BulkInferrer", "PredictionsExport",
-}
 
 
 def _config(target="kfp", **changes) -> PipelineConfig:
@@ -40,7 +34,7 @@ def _config(target="kfp", **changes) -> PipelineConfig:
         "pipeline_root": "gs://demo-bucket/pipeline-root",
         "data_root": "gs://demo-bucket/data/social_network_ads",
         "serving_model_dir": "gs://demo-bucket/serving/social_network_ads",
-        "schema_file": kubeflow.IMAGE_SCHEMA_FILE,
+        "schema_file": compiler.IMAGE_SCHEMA_FILE,
         "target": target,
     }
     return PipelineConfig(**{**settings, **changes})
@@ -48,7 +42,7 @@ def _config(target="kfp", **changes) -> PipelineConfig:
 
 @pytest.fixture(scope="module")
 def kfp_spec_path(tmp_path_factory) -> Path:
-    return kubeflow.compile_pipeline(
+    return compiler.compile_pipeline(
         _config(), IMAGE, tmp_path_factory.mktemp("spec") / "pipeline.yaml"
     )
 
@@ -60,7 +54,7 @@ def kfp_spec(kfp_spec_path) -> dict:
 
 @pytest.fixture(scope="module")
 def kind_spec_path(tmp_path_factory) -> Path:
-    return kubeflow.compile_pipeline(
+    return compiler.compile_pipeline(
         _config(**KIND), IMAGE, tmp_path_factory.mktemp("spec") / "pipeline.yaml"
     )
 
@@ -74,9 +68,10 @@ def _executor(spec: dict, task: str) -> dict:
     return spec["deploymentSpec"]["executors"][label]
 
 
-def test_every_component_is_a_task_with_its_dependencies(kfp_spec):
+def test_every_component_is_a_task_with_its_dependencies(kfp_spec, default_pipeline_node_ids):
     tasks = kfp_spec["root"]["dag"]["tasks"]
-    assert set(tasks) == COMPONENTS
+    # Open-source KFP cannot run the previous span's Resolver (pipeline.targets).
+    assert set(tasks) == default_pipeline_node_ids - {node_ids.PREVIOUS_SPAN_STATISTICS}
     dependencies = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert dependencies["Transform"] == {"AnomaliesGate", "CsvExampleGen", "ImportSchemaGen"}
     assert {"Trainer", "LatestServedModel", "CsvExampleGen"} <= dependencies["Evaluator"]
@@ -130,7 +125,7 @@ def test_pipeline_root_and_in_image_schema(kfp_spec):
     assert kfp_spec["defaultPipelineRoot"] == "gs://demo-bucket/pipeline-root"
     parameters = _task(kfp_spec, "ImportSchemaGen")["inputs"]["parameters"]
     schema_file = parameters["schema_file"]["runtimeValue"]["constant"]
-    assert schema_file == kubeflow.IMAGE_SCHEMA_FILE
+    assert schema_file == compiler.IMAGE_SCHEMA_FILE
 
 
 @pytest.mark.parametrize("scenario", ["gke", "kind"])
@@ -149,7 +144,7 @@ def test_golden_spec(scenario, kfp_spec_path, kind_spec_path):
 def test_every_step_runs_the_kfp_step_entrypoint(kfp_spec):
     for executor in kfp_spec["deploymentSpec"]["executors"].values():
         if "container" in executor:
-            assert executor["container"]["command"] == list(kubeflow.STEP_COMMAND)
+            assert executor["container"]["command"] == list(compiler.STEP_COMMAND)
             assert "lifecycle" not in executor["container"]  # ignored by open-source KFP
 
 
@@ -176,7 +171,7 @@ ARGO_NAME_MAX = 128
 
 @pytest.mark.parametrize("changes", [{}, {"hparams_uri": "gs://demo-bucket/hparams"}, KIND])
 def test_task_and_component_names_are_valid_argo_names(changes, tmp_path):
-    path = kubeflow.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
+    path = compiler.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
     spec = next(yaml.safe_load_all(path.read_text()))
     names = {*spec["root"]["dag"]["tasks"], *spec["components"]}
     assert names
@@ -192,7 +187,7 @@ def test_every_artifact_title_names_a_class_tfx_can_import(target, tmp_path):
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as utils
     from tfx.utils import import_utils
 
-    path = kubeflow.compile_pipeline(_config(target), IMAGE, tmp_path / "p.out")
+    path = compiler.compile_pipeline(_config(target), IMAGE, tmp_path / "p.out")
     text = path.read_text()
     spec = json.loads(text)["pipelineSpec"] if target == "vertex" else yaml.safe_load(text)
     types = [
@@ -241,8 +236,8 @@ def test_kind_spec_mounts_the_claim_on_every_step(kind_spec_path):
         assert mount.pvc_name_parameter.runtime_value.constant.string_value == "tfx-store"
         env = spec["deploymentSpec"]["executors"][label]["container"]["env"]
         assert {e["name"]: e["value"] for e in env} == {
-            kubernetes_infra_validator.MODEL_PVC_ENV: "tfx-store",
-            kubernetes_infra_validator.MODEL_PVC_MOUNT_PATH_ENV: "/tfx",
+            step_pod.MODEL_PVC_ENV: "tfx-store",
+            step_pod.MODEL_PVC_MOUNT_PATH_ENV: "/tfx",
         }
 
 
@@ -257,27 +252,27 @@ def test_kind_spec_mounts_the_claim_on_every_step(kind_spec_path):
      "hparams uri '/tfx/hparams': the kfp importer needs a gs:// or minio:// or s3:// URI"),
 ])
 def test_locations_step_pods_cannot_reach_are_refused(changes, message, tmp_path):
-    with pytest.raises(kubeflow.CompileError, match=message):
-        kubeflow.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
+    with pytest.raises(compiler.CompileError, match=message):
+        compiler.compile_pipeline(_config(**changes), IMAGE, tmp_path / "p.yaml")
     assert not (tmp_path / "p.yaml").exists()
 
 
 def test_vertex_cannot_mount_a_claim(tmp_path):
-    with pytest.raises(kubeflow.CompileError, match="Vertex AI steps cannot mount"):
-        kubeflow.compile_pipeline(
+    with pytest.raises(compiler.CompileError, match="Vertex AI steps cannot mount"):
+        compiler.compile_pipeline(
             _config("vertex", volume_claim="tfx-store", volume_mount_path="/tfx",
                     data_root="/tfx/data"),
             IMAGE, tmp_path / "p.json",
         )
-    with pytest.raises(kubeflow.CompileError, match="vertex needs a gs:// URI"):
-        kubeflow.compile_pipeline(
+    with pytest.raises(compiler.CompileError, match="vertex needs a gs:// URI"):
+        compiler.compile_pipeline(
             _config("vertex", pipeline_root="minio://mlpipeline/v2/artifacts"), IMAGE,
             tmp_path / "p.json",
         )
 
 
 def test_vertex_target_keeps_tfx_resolver_and_in_process_infra_validation(tmp_path):
-    path = kubeflow.compile_pipeline(_config("vertex"), IMAGE, tmp_path / "pipeline.json")
+    path = compiler.compile_pipeline(_config("vertex"), IMAGE, tmp_path / "pipeline.json")
     job = json.loads(path.read_text())
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]
@@ -291,20 +286,20 @@ def test_vertex_target_keeps_tfx_resolver_and_in_process_infra_validation(tmp_pa
 
 def test_compiling_writes_nothing_but_the_spec(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    kubeflow.compile_pipeline(_config(**KIND), IMAGE, tmp_path / "spec.yaml")
+    compiler.compile_pipeline(_config(**KIND), IMAGE, tmp_path / "spec.yaml")
     assert [path.name for path in tmp_path.iterdir()] == ["spec.yaml"]
 
 
 @pytest.mark.parametrize("image", ["pipeline", "pipeline:latest", "registry:5000/pipeline",
                                    "pipeline:latest@sha256:" + "0" * 63])
 def test_unpinned_images_are_refused(image):
-    with pytest.raises(kubeflow.CompileError, match="not pinned"):
-        kubeflow.check_pinned_image(image)
+    with pytest.raises(compiler.CompileError, match="not pinned"):
+        compiler.check_pinned_image(image)
 
 
 @pytest.mark.parametrize("image", ["registry:5000/pipeline:1.2", "pipeline@sha256:" + "a" * 64])
 def test_pinned_images_are_accepted(image):
-    kubeflow.check_pinned_image(image)
+    compiler.check_pinned_image(image)
 
 
 def test_cli_compile_exit_codes(tmp_path, capsys):
@@ -313,10 +308,36 @@ def test_cli_compile_exit_codes(tmp_path, capsys):
     output = tmp_path / "p.yaml"
     assert cli.main([*common, "--image", IMAGE, "--output", str(output)]) == 0
     assert yaml.safe_load(output.read_text())["pipelineInfo"]["name"] == "social-network-ads"
-    assert cli.main([*common, "--image", "pipeline:latest"]) == cli.EXIT_INPUT
+    assert cli.main([*common, "--image", "pipeline:latest"]) == exit_codes.INPUT
     assert "not pinned" in capsys.readouterr().err
-    assert cli.main([*common, "--image", IMAGE, "--beam-runner", "dataflow"]) == cli.EXIT_INPUT
+    assert cli.main([*common, "--image", IMAGE, "--beam-runner", "dataflow"]) == exit_codes.INPUT
     assert "--dataflow-project" in capsys.readouterr().err
+
+
+def test_cli_compile_takes_the_training_flags_run_takes(tmp_path):
+    output = tmp_path / "p.yaml"
+    assert cli.main([
+        "compile", "--image", IMAGE, "--pipeline-root", "gs://b/root", "--data-root",
+        "gs://b/data", "--serving-dir", "gs://b/serving/m", "--output", str(output),
+        "--epochs", "3", "--keep-versions", "2", "--run-fn", "my_models.wide.run_fn",
+        "--seed", "9",
+    ]) == 0
+    text = output.read_text()
+    # The Trainer's, Tuner's and Pusher's custom_config constants, and the Trainer's run_fn.
+    for setting in ('"epochs": 3', '"keep_versions": 2', '"seed": 9', "my_models.wide.run_fn"):
+        assert setting in text, setting
+
+
+def test_a_compiler_bug_is_not_reported_as_bad_input(tmp_path, monkeypatch):
+    """Only InputError means exit 2; any other error propagates with its traceback."""
+    def broken(*_):
+        raise ValueError("a bug in the compiler")
+
+    monkeypatch.setattr(compiler, "compile_pipeline", broken)
+    with pytest.raises(ValueError, match="a bug in the compiler"):
+        cli.main(["compile", "--image", IMAGE, "--pipeline-root", "gs://b/root",
+                  "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving/m",
+                  "--output", str(tmp_path / "p.yaml")])
 
 
 def test_cli_dataflow_runner_args(tmp_path):

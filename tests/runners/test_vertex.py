@@ -13,8 +13,9 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 
+from pipeline.errors import InputError
 from pipeline.runners import vertex
-from pipeline.runners.kubeflow_api import InputError, ParamError, SpecError
+from pipeline.runners.kubeflow.errors import ParamError, SpecError
 
 PROJECT, REGION = "demo-project", "europe-west4"
 
@@ -119,7 +120,7 @@ def test_bad_job_files_are_refused(tmp_path, content, error, message):
                              credentials=AnonymousCredentials())
 
     assert str(caught.value).startswith(str(path))
-    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, InputError)
 
 
 @pytest.mark.parametrize("changes, error, message", [
@@ -138,7 +139,7 @@ def test_bad_inputs_are_refused_before_anything_is_sent(job_json, changes, error
 
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
-    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, InputError)
 
 
 def test_console_url():

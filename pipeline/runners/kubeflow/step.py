@@ -50,7 +50,7 @@ from tfx.orchestration.kubeflow.v2.container import (
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as example_gen_driver
 from tfx.orchestration.portable import outputs_utils
 
-from pipeline.components.kubernetes_infra_validator import KubernetesServingError
+from pipeline.components.kubernetes_errors import KubernetesServingError
 
 # The object-store schemes KFP's launcher mirrors locally, and the directory it uses for each.
 LAUNCHER_MIRRORS = {"minio://": "minio", "s3://": "s3"}
@@ -143,7 +143,8 @@ def apply_driver_output(executor_input: pipeline_spec_pb2.ExecutorInput) -> None
         )
     for name, artifact_list in driver_output.artifacts.items():
         targets = executor_input.outputs.artifacts[name].artifacts
-        for target, source in zip(targets, artifact_list.artifacts):
+        # One artifact per output on both sides; a missing one stays as the launcher made it.
+        for target, source in zip(targets, artifact_list.artifacts, strict=False):
             target.metadata.MergeFrom(source.metadata)
 
 

@@ -6,7 +6,7 @@ as a pipeline package, so for ``kfp`` that part is written as YAML with the pipe
 as its default, adapted to what the open-source backend does differently from Vertex:
 
 - the spec uses schema 2.1, the only form of constants the open-source backend resolves;
-- every step runs ``pipeline.runners.kfp_step`` with its component's output definitions
+- every step runs ``pipeline.runners.kubeflow.step`` with its component's output definitions
   (the input definitions TFX already passes): it types artifacts as the component declares
   them, where the open-source driver leaves types out or adds outputs of its own, lets TFX
   executors use the launcher's local copies of artifacts, and runs ExampleGen's driver,
@@ -28,29 +28,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tfx import v1 as tfx
-
 from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_config_pb2
+from tfx import v1 as tfx
 
-from pipeline import images
-from pipeline.components.kubernetes_infra_validator import MODEL_PVC_ENV, MODEL_PVC_MOUNT_PATH_ENV
+from pipeline import images, node_ids
+from pipeline.components.step_pod import MODEL_PVC_ENV, MODEL_PVC_MOUNT_PATH_ENV
 from pipeline.config import CURATED_SCHEMA, PipelineConfig
-from pipeline.pipeline import LATEST_SERVED_MODEL_ID, create_pipeline
-from pipeline.runners.kfp_step import OUTPUTS_SPEC_FLAG, PRE_CACHE_CHECK_FLAG
+from pipeline.errors import InputError
+from pipeline.pipeline import create_pipeline
+from pipeline.runners.kubeflow.step import OUTPUTS_SPEC_FLAG, PRE_CACHE_CHECK_FLAG
+from pipeline.targets import COMPILED
 
 # Where the pipeline image keeps this repository (docker/pipeline/Dockerfile), so files the
 # package ships, like the curated schema, have a known path inside step containers.
 IMAGE_SOURCE_ROOT = "/opt/tfx-kfp-gke"
 IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_ROOT}/{CURATED_SCHEMA.relative_to(CURATED_SCHEMA.parents[3])}"
 
-STEP_COMMAND = ("python", "-m", "pipeline.runners.kfp_step")
+STEP_COMMAND = ("python", "-m", "pipeline.runners.kubeflow.step")
 # The only pre-cache check TFX compiles: file-based ExampleGen's span/fingerprint driver.
 EXAMPLE_GEN_DRIVER = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
-PIPELINE_ROOT_SCHEMES = {"kfp": ("gs://", "minio://", "s3://"), "vertex": ("gs://",)}
 
 
-class CompileError(ValueError):
+class CompileError(InputError):
     """A compile request that cannot produce a usable spec; one line."""
 
 
@@ -69,7 +69,7 @@ def _under(path: str, directory: str) -> bool:
 
 def check_locations(config: PipelineConfig) -> None:
     """Refuses a pipeline root, data, hparams or serving location the steps cannot reach."""
-    schemes = PIPELINE_ROOT_SCHEMES[config.target]
+    schemes = config.platform.pipeline_root_schemes
     if not config.pipeline_root.startswith(schemes):
         raise CompileError(
             f"pipeline root {config.pipeline_root!r}: {config.target} needs a "
@@ -84,7 +84,7 @@ def check_locations(config: PipelineConfig) -> None:
         )
     mount = config.volume_mount_path
     if config.volume_claim:
-        if config.target != "kfp":
+        if not config.platform.open_source_kfp:
             raise CompileError("volume claim: Vertex AI steps cannot mount a PersistentVolumeClaim")
         if not posixpath.isabs(mount) or posixpath.normpath(mount) == "/":
             raise CompileError(f"volume mount path {mount!r}: give an absolute directory, not /")
@@ -123,7 +123,7 @@ def step_resources(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _pipeline_job(config: PipelineConfig, image: str) -> dict[str, Any]:
-    open_source = config.target == "kfp"
+    open_source = config.platform.open_source_kfp
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image,
@@ -172,7 +172,7 @@ def _adapt_to_open_source_kfp(spec: dict[str, Any], config: PipelineConfig) -> N
             ]
     for name, task in spec["root"]["dag"]["tasks"].items():
         executor_label = components[task["componentRef"]["name"]].get("executorLabel")
-        if executor_label in driven or name == LATEST_SERVED_MODEL_ID:
+        if executor_label in driven or name == node_ids.LATEST_SERVED_MODEL:
             task["cachingOptions"] = {"enableCache": False}
 
 
@@ -197,13 +197,13 @@ def platform_spec(spec: dict[str, Any], config: PipelineConfig) -> dict[str, Any
 
 def compile_pipeline(config: PipelineConfig, image: str, output: Path) -> Path:
     """Writes the ``config.target`` spec to ``output``; returns the path."""
-    if config.target not in ("kfp", "vertex"):
-        raise CompileError(f"target must be kfp or vertex, got {config.target!r}")
+    if config.platform.spec_format is None:
+        raise CompileError(f"target must be one of {', '.join(COMPILED)}, got {config.target!r}")
     check_pinned_image(image)
     check_locations(config)
     job = _pipeline_job(config, image)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if config.target == "vertex":
+    if config.platform.spec_format == "json":
         output.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n")
         return output
     spec = job["pipelineSpec"]

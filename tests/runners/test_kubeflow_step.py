@@ -20,7 +20,7 @@ import yaml
 
 from pipeline.config import PipelineConfig
 from pipeline.data import staging, synthesize
-from pipeline.runners import kfp_step, kubeflow
+from pipeline.runners.kubeflow import compiler, step
 
 IMAGE = "registry.example/tfxkfp/pipeline:0.1.0"
 ROOT = "minio://mlpipeline/v2/artifacts/social-network-ads/run-1"
@@ -33,12 +33,12 @@ ROOT = "minio://mlpipeline/v2/artifacts/social-network-ads/run-1"
     ("/tfx/data", "/tfx/data"),
 ])
 def test_uris_map_to_the_launcher_mirror_and_back(uri, local):
-    assert kfp_step.to_local(uri, "/mirror") == local
-    assert kfp_step.to_remote(local, "/mirror") == uri
+    assert step.to_local(uri, "/mirror") == local
+    assert step.to_remote(local, "/mirror") == uri
 
 
 def test_paths_outside_the_mirror_stay_as_they_are():
-    assert kfp_step.to_remote("/mirror/minion/x", "/mirror") == "/mirror/minion/x"
+    assert step.to_remote("/mirror/minion/x", "/mirror") == "/mirror/minion/x"
 
 
 def _compiled(volume: Path, pipeline_root: str) -> dict:
@@ -49,12 +49,12 @@ def _compiled(volume: Path, pipeline_root: str) -> dict:
         pipeline_root=pipeline_root,
         data_root=str(data),
         serving_model_dir=str(volume / "serving" / "social_network_ads"),
-        schema_file=kubeflow.IMAGE_SCHEMA_FILE,
+        schema_file=compiler.IMAGE_SCHEMA_FILE,
         target="kfp",
         volume_claim="tfx-store",
         volume_mount_path=str(volume),
     )
-    path = kubeflow.compile_pipeline(config, IMAGE, volume / "pipeline.yaml")
+    path = compiler.compile_pipeline(config, IMAGE, volume / "pipeline.yaml")
     spec, _ = yaml.safe_load_all(path.read_text())
     return spec
 
@@ -113,7 +113,7 @@ def driver_executor_input(spec, task, inputs, root: str, mirror: Path) -> dict:
                 for name, artifact_type in outputs.items()
             },
             # Under the launcher's local copy of the task root.
-            "outputFile": str(kfp_step.to_local(f"{task_root}/output_metadata.json",
+            "outputFile": str(step.to_local(f"{task_root}/output_metadata.json",
                                                 str(mirror))),
         },
     }
@@ -129,13 +129,13 @@ def _run(spec, task, inputs, root: str, mirror: Path) -> dict:
     """Runs ``task``'s container args as the KFP launcher would; its ExecutorOutput."""
     executor_input = driver_executor_input(spec, task, inputs, root, mirror)
     # The launcher opens the log file before the step starts (launcher_v2.go, getLogWriter).
-    logs = kfp_step.to_local(
+    logs = step.to_local(
         executor_input["outputs"]["artifacts"]["executor-logs"]["artifacts"][0]["uri"],
         str(mirror),
     )
     Path(logs).parent.mkdir(parents=True, exist_ok=True)
     Path(logs).touch()
-    kfp_step.run_step(_args(spec, task, executor_input), mirror_root=str(mirror))
+    step.run_step(_args(spec, task, executor_input), mirror_root=str(mirror))
     return json.loads(Path(executor_input["outputs"]["outputFile"]).read_text())
 
 
@@ -147,7 +147,7 @@ def _example_gen_then_statistics_gen(spec, root: str, mirror: Path) -> None:
     [examples] = examples_output["artifacts"]["examples"]["artifacts"]
     # The launcher records and uploads what the executor output says: the object-store URI.
     assert examples["uri"] == f"{root}/CsvExampleGen/salt-1/examples"
-    local = Path(kfp_step.to_local(root, str(mirror)))
+    local = Path(step.to_local(root, str(mirror)))
     splits = sorted(p.name for p in (local / "CsvExampleGen/salt-1/examples").iterdir())
     assert splits == ["Split-eval", "Split-train"]
     # ExampleGen's driver ran: span and input fingerprint are on the artifact (the driver
@@ -178,7 +178,7 @@ def test_the_step_command_starts_under_absl_and_parses_its_own_flags():
     run_step alone never goes through app.run, which refused to start before its FLAGS were
     parsed: every step on a real cluster died there.
     """
-    started = subprocess.run([sys.executable, "-m", "pipeline.runners.kfp_step"],
+    started = subprocess.run([sys.executable, "-m", "pipeline.runners.kubeflow.step"],
                              capture_output=True, text=True, timeout=300)
     assert "FLAGS must be parsed" not in started.stderr
     assert started.returncode == 2, started.stderr
@@ -202,13 +202,13 @@ def test_a_crash_in_interpreter_teardown_does_not_fail_a_finished_step(kind, tmp
     executor_input = driver_executor_input(
         kind, "CsvExampleGen", {}, str(tmp_path / "root"), tmp_path / "mirror"
     )
-    step = subprocess.run(
-        [sys.executable, "-m", "pipeline.runners.kfp_step",
+    finished = subprocess.run(
+        [sys.executable, "-m", "pipeline.runners.kubeflow.step",
          *_args(kind, "CsvExampleGen", executor_input)],
         env=env, capture_output=True, text=True, timeout=600,
     )
 
-    assert step.returncode == 0, step.stderr[-3000:]
+    assert finished.returncode == 0, finished.stderr[-3000:]
     output = json.loads(Path(executor_input["outputs"]["outputFile"]).read_text())
     [examples] = output["artifacts"]["examples"]["artifacts"]
     assert sorted(p.name for p in Path(examples["uri"]).iterdir()) == ["Split-eval", "Split-train"]
