@@ -22,7 +22,7 @@ PIPELINE_ENV ?= k8s/kind/pipeline.env
 # The dev loop trains untuned: a run per code change should take minutes, not an hour.
 DEV_COMPILE_FLAGS ?= --no-tune
 
-.PHONY: help setup run test test-fast test-cluster compile submit constraints clean \
+.PHONY: help setup run lint test test-fast test-cluster compile submit constraints clean \
 	cluster-up cluster-down kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit \
 	dev-local
 
@@ -42,6 +42,9 @@ run: setup  ## run the whole pipeline locally on synthetic data (DATA=path.csv f
 
 test: setup  ## run the offline test suite, end-to-end pipeline runs included
 	$(BIN)/python -m pytest -m 'not cluster and not kind'
+
+lint: setup  ## static checks: ruff (rules in pyproject.toml) over the Python code
+	$(BIN)/ruff check pipeline tests benchmarks docker
 
 test-fast: setup  ## the offline test suite without end-to-end pipeline runs
 	$(BIN)/python -m pytest -m 'not e2e and not cluster and not kind'

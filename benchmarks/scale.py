@@ -17,6 +17,7 @@ Usage: .venv/bin/python benchmarks/scale.py --rows 10000 100000 1000000
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -55,10 +56,8 @@ class Measured:
 def _tree_rss(process: psutil.Process) -> int:
     total = 0
     for member in [process, *process.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended while we looked
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

@@ -181,7 +181,9 @@ def build_model(hparams: dict[str, Any]) -> keras.Model:
         optimizer=keras.optimizers.Adam(float(hparams[constants.LEARNING_RATE])),
         loss="binary_crossentropy",
         # Enough thresholds that the Tuner's objective agrees with TFMA's AUC.
-        metrics=[keras.metrics.AUC(num_thresholds=1000, name="auc"), keras.metrics.BinaryAccuracy()],
+        metrics=[
+            keras.metrics.AUC(num_thresholds=1000, name="auc"), keras.metrics.BinaryAccuracy()
+        ],
     )
     return model
 

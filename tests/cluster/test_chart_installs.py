@@ -20,6 +20,7 @@ argo-workflows chart keeps its CRDs (crds.keep), and other releases on the clust
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -393,11 +394,9 @@ def _kept(release: Release) -> list[dict]:
 
 def _delete_kept(dynamic: DynamicClient, release: Release) -> None:
     for obj in _kept(release):
-        try:
+        with contextlib.suppress(NotFoundError):  # already gone
             _resource(dynamic, obj).delete(name=obj["metadata"]["name"],
                                            namespace=release.namespace)
-        except NotFoundError:
-            pass
 
 
 def _leftovers(dynamic: DynamicClient, release: Release) -> list[str]:

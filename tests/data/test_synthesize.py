@@ -21,8 +21,8 @@ def test_writes_the_real_header_and_value_ranges(tmp_path):
     assert {row["Gender"] for row in rows} == {"Female", "Male"}
     ages = [int(row["Age"]) for row in rows]
     salaries = [int(row["EstimatedSalary"]) for row in rows]
-    assert 18 <= min(ages) and max(ages) <= 60
-    assert 15_000 <= min(salaries) and max(salaries) <= 150_000
+    assert min(ages) >= 18 and max(ages) <= 60
+    assert min(salaries) >= 15_000 and max(salaries) <= 150_000
     assert all(salary % 1000 == 0 for salary in salaries)
     assert len({row["User ID"] for row in rows}) == 500
 

@@ -165,10 +165,10 @@ def pip_commands(run_value: str) -> list[PipCommand]:
     """The ``pip install`` and ``pip wheel`` commands of a RUN."""
     found = []
     for words in shell_commands(run_value):
-        for start, word in enumerate(words):
-            if word in ("pip", "pip3") or re.fullmatch(r"(.*/)?pip3?(\.\d+)?", word):
-                break
-        else:
+        start = next((index for index, word in enumerate(words)
+                      if word in ("pip", "pip3") or re.fullmatch(r"(.*/)?pip3?(\.\d+)?", word)),
+                     None)
+        if start is None:
             continue
         rest = words[start + 1:]
         if not rest or rest[0] not in ("install", "wheel"):
@@ -301,7 +301,7 @@ def context_files(root: Path = REPO_ROOT, ignore: DockerIgnore | None = None) ->
 
 # --- replaying a build -------------------------------------------------------------------------
 
-class Unsupported(Exception):
+class UnsupportedError(Exception):
     """An instruction this offline replay does not model; the test says which."""
 
 
@@ -335,7 +335,7 @@ def _replay_copy(value: str, root: Path, workdir: str, sources_root: Mapping[str
     words = shlex.split(value)
     flags = dict(w.split("=", 1) for w in words if w.startswith("--") and "=" in w)
     if set(flags) - {"--from", "--chown", "--chmod"}:
-        raise Unsupported(f"COPY {value}")
+        raise UnsupportedError(f"COPY {value}")
     origin = sources_root[flags["--from"]] if "--from" in flags else context
     *sources, dest = [w for w in words if not w.startswith("--")]
     matched = []
@@ -374,7 +374,7 @@ def assemble(dockerfile: Path, workspace: Path, python: str = sys.executable) ->
     The build context is a copy of the files ``docker build`` would send. Pip commands that
     only change the base image's environment (``pip install pkg==x``) are not run: this
     machine has TFX already, and they are checked statically by the tests. ADD and shell
-    commands other than pip are not modelled (ADD raises ``Unsupported``).
+    commands other than pip are not modelled (ADD raises ``UnsupportedError``).
     """
     context = workspace / "context"
     for relative in context_files():
@@ -399,7 +399,7 @@ def assemble(dockerfile: Path, workspace: Path, python: str = sys.executable) ->
             elif instruction == "ENV":
                 env.update(key_values(value))
             elif instruction == "ADD":
-                raise Unsupported(f"ADD {value}")
+                raise UnsupportedError(f"ADD {value}")
             elif instruction == "COPY":
                 _replay_copy(value, root, workdir, roots, context)
             elif instruction == "RUN":

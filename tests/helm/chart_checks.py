@@ -93,11 +93,8 @@ def dependency_enabled(dep: Dependency, merged_values: Mapping[str, Any]) -> boo
         if isinstance(value, bool):
             return value
     tag_values = [(merged_values.get("tags") or {}).get(tag) for tag in dep.tags]
-    if any(v is True for v in tag_values):
-        return True
-    if any(v is False for v in tag_values):
-        return False
-    return True
+    # Helm: any tag set true enables; otherwise any set false disables.
+    return any(v is True for v in tag_values) or not any(v is False for v in tag_values)
 
 
 def merged_chart_values(chart_dir: Path, values_files: Iterable[Path] = (),
@@ -340,9 +337,9 @@ def selector_failures(objects: Iterable[Mapping[str, Any]]) -> list[str]:
     failures = []
     for obj in objects:
         kind, spec = obj.get("kind"), obj.get("spec") or {}
-        if kind in WORKLOAD_KINDS - {"Pod", "CronJob"} and "selector" in spec:
-            if not selector_matches(spec["selector"], pod_labels(obj)):
-                failures.append(f"{describe(obj)}: spec.selector does not match its pod template")
+        if kind in WORKLOAD_KINDS - {"Pod", "CronJob"} and "selector" in spec \
+                and not selector_matches(spec["selector"], pod_labels(obj)):
+            failures.append(f"{describe(obj)}: spec.selector does not match its pod template")
         selector = None
         if kind == "Service" and spec.get("selector"):
             selector = {"matchLabels": spec["selector"]}

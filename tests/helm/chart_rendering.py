@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def _closed(schema: Any) -> Any:
     return closed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crd_validator(path: Path, kube_version: str) -> jsonschema.Validator:
     document = json.loads(path.read_text())
     schema = _closed(document["openAPIV3Schema"])

@@ -312,7 +312,7 @@ def _check(node: Tree | Token, out: Analysis) -> _Value:  # noqa: C901 - one cas
         if not len(required) <= len(args) <= len(wanted):
             raise PromQLError(f"{name}: {len(args)} arguments, expected {len(wanted)}")
         values = [_check(a, out) for a in args]
-        for value, want in zip(values, wanted):
+        for value, want in zip(values, wanted, strict=False):  # "?" arguments are optional
             _need(value, want.rstrip("?"), f"{name}()")
         out.functions.add(name)
         vectors = [v for v in values if v.type in ("vector", "matrix")]
@@ -364,7 +364,7 @@ def _aggregate(children: list, out: Analysis) -> _Value:
     expected = ([AGGREGATION_PARAMETER[op]] if op in AGGREGATION_PARAMETER else []) + ["vector"]
     if len(values) != len(expected):
         raise PromQLError(f"{op}: {len(values)} arguments, expected {len(expected)}")
-    for value, want in zip(values, expected):
+    for value, want in zip(values, expected, strict=True):
         _need(value, want, op)
     out.functions.add(op)
     labels = values[-1].labels

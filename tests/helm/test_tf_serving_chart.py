@@ -4,6 +4,7 @@ of the system rely on (ports, labels, model paths, probes, config files TF Servi
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import subprocess
@@ -337,8 +338,9 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
 
 
 def _status(state: str, error_code: str = "OK") -> str:
-    return ('{"model_version_status": [{"version": "1767225600", "state": "%s", '
-            '"status": {"error_code": "%s", "error_message": ""}}]}' % (state, error_code))
+    return json.dumps({"model_version_status": [{
+        "version": "1767225600", "state": state,
+        "status": {"error_code": error_code, "error_message": ""}}]})
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_up_starts_the_pinned_profile_with_the_store_mounted(stub_minikube, tmp_
     constants = profile_constants()
     assert calls[0] == "start"
     flags = calls[1:-1]
-    options = dict(zip(flags[::2], flags[1::2]))
+    options = dict(zip(flags[::2], flags[1::2], strict=True))
     assert options == {
         "--profile": "tfx-kfp-gke",
         "--nodes": "1",

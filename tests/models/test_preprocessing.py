@@ -6,9 +6,9 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tfx.utils import io_utils
 
+from pipeline.config import CURATED_SCHEMA
 from pipeline.models.features import transformed_name
 from pipeline.models.preprocessing import preprocessing_fn
-from pipeline.config import CURATED_SCHEMA
 
 Z = np.sqrt(3 / 2)  # z-score of the extremes of three evenly spaced values
 
