@@ -16,6 +16,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from chart_checks import lint_failures
 from chart_rendering import CHARTS_DIR, render, render_templates
 
 CHART = CHARTS_DIR / "kfp"
@@ -32,6 +33,18 @@ PROVIDER_DEFAULT_KEYS = {"endpoint", "credentials", "region", "disableSSL", "for
                          "maxRetries"}
 CREDENTIAL_KEYS = {"fromEnv", "secretRef"}
 SECRET_REF_KEYS = {"secretName", "accessKeyKey", "secretKeyKey"}
+
+# GKE: the HMAC key Secret of ci/gke-values.yaml, and GCS's S3 interoperability endpoint.
+GKE_OBJECT_STORE = yaml.safe_load(GKE.read_text())["objectStore"]
+HMAC_SECRET = GKE_OBJECT_STORE["existingSecret"]
+GCS_S3_HOST = "storage.googleapis.com"
+# Keys of Argo v3.7.3's ArtifactRepository and S3ArtifactRepository (with its inline S3Bucket),
+# pkg/apis/workflow/v1alpha1; the controller unmarshals the ConfigMap without rejecting unknown
+# keys, so a typo would silently drop a setting.
+ARGO_REPOSITORY_KEYS = {"archiveLogs", "s3", "artifactory", "hdfs", "oss", "gcs", "azure"}
+ARGO_S3_KEYS = {"endpoint", "bucket", "region", "insecure", "accessKeySecret", "secretKeySecret",
+                "sessionTokenSecret", "roleARN", "useSDKCreds", "createBucketIfNotPresent",
+                "encryptionOptions", "caSecret", "keyFormat", "keyPrefix"}
 
 # What pipeline/components/kubernetes_serving_runner.py does with the Kubernetes API.
 INFRA_VALIDATOR_RULES = {("pods", frozenset({"create", "get", "list", "watch", "delete"})),
@@ -110,6 +123,21 @@ def launcher_config(objs) -> dict:
     data = one(objs, "ConfigMap", "kfp-launcher")["data"]
     return {"defaultPipelineRoot": data["defaultPipelineRoot"],
             "providers": yaml.safe_load(data["providers"]) if "providers" in data else None}
+
+
+def argo_repository(objs) -> dict:
+    """The default repository of the namespace's artifact-repositories ConfigMap, found as Argo
+    finds it: by the ConfigMap's name and the key its annotation names."""
+    configmap = one(objs, "ConfigMap", "artifact-repositories")
+    key = configmap["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+    return yaml.safe_load(configmap["data"][key])
+
+
+def readable_secrets(objs, service_account) -> set[str]:
+    """Secrets a ServiceAccount may get by name."""
+    return {name for r in role_rules(objs, service_account)
+            if "secrets" in r["resources"] and "get" in r["verbs"]
+            for name in r.get("resourceNames", [])}
 
 
 def role_rules(objs, service_account) -> list[dict]:
@@ -400,7 +428,7 @@ def test_gke_has_no_in_cluster_database_or_object_store():
     components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objs}
     assert "mysql" not in components and "seaweedfs" not in components
     assert not find(objs, "PersistentVolumeClaim")
-    assert not find(objs, "Secret")  # database keys come from an existing Secret; GCS needs none
+    assert not find(objs, "Secret")  # database and HMAC keys come from existing Secrets
     assert not any("seaweedfs" in str(o) for o in objs)
 
 
@@ -411,15 +439,88 @@ def test_gke_uses_workload_identity_and_gcs():
                     "test-kfp-cloudsql-proxy"):
         annotations = one(objs, "ServiceAccount", account)["metadata"].get("annotations", {})
         assert annotations.get("iam.gke.io/gcp-service-account") == gsa, account
+    # The launcher gets no providers: steps reach gs:// with Workload Identity, not a key.
     launcher = launcher_config(objs)
     assert launcher == {"defaultPipelineRoot": "gs://my-project-tfxkfp/pipeline-root",
                         "providers": None}
-    api = env(objs, "api-server")
-    assert api["OBJECTSTORECONFIG_HOST"] == "storage.googleapis.com"
+
+
+def test_gcs_without_an_hmac_key_secret_is_refused_by_the_schema():
+    with pytest.raises(helm_python.HelmValuesError, match="/objectStore/existingSecret"):
+        objects(GKE, objectStore={"existingSecret": ""})
+    failures, _ = lint_failures(CHART, [GKE], {"objectStore": {"existingSecret": ""}},
+                                namespace=NAMESPACE)
+    assert any("/objectStore/existingSecret" in failure for failure in failures), failures
+
+
+def test_gcs_api_server_uses_the_s3_interoperability_endpoint_with_the_hmac_key():
+    """KFP 2.16's API server has only an S3 client (no Google credentials path)."""
+    api = env(objects(GKE), "api-server")
+    assert api["OBJECTSTORECONFIG_HOST"] == GCS_S3_HOST
+    assert api["OBJECTSTORECONFIG_PORT"] == "443"
     assert api["OBJECTSTORECONFIG_SECURE"] == "true"
-    assert api["OBJECTSTORECONFIG_ACCESSKEY"] == ""  # no demo key sent to GCS
-    # Steps get no object-store Secret: Workload Identity replaces it.
-    assert not any("secrets" in r["resources"] for r in role_rules(objs, "pipeline-runner"))
+    assert api["OBJECTSTORECONFIG_REGION"] == GKE_OBJECT_STORE["region"] == "auto"
+    assert api["OBJECTSTORECONFIG_BUCKETNAME"] == GKE_OBJECT_STORE["bucket"]
+    assert api["OBJECTSTORECONFIG_ACCESSKEY"] == ("secret", HMAC_SECRET, "accesskey")
+    assert api["OBJECTSTORECONFIG_SECRETACCESSKEY"] == ("secret", HMAC_SECRET, "secretkey")
+
+
+def test_gcs_ui_reads_archived_logs_through_the_s3_interoperability_endpoint():
+    """The UI reads Argo's archived logs only with an S3 client (frontend/server/configs.ts:
+    ARGO_ARCHIVE_ARTIFACTORY other than `minio` selects the AWS_* settings)."""
+    objs = objects(GKE)
+    ui = env(objs, "ui")
+    assert ui["ARGO_ARCHIVE_LOGS"] == "true"
+    assert ui["ARGO_ARCHIVE_ARTIFACTORY"] == "s3"
+    assert ui["ARGO_ARCHIVE_BUCKETNAME"] == GKE_OBJECT_STORE["bucket"]
+    assert ui["AWS_S3_ENDPOINT"] == GCS_S3_HOST
+    assert ui["AWS_SSL"] == "true"
+    assert ui["AWS_REGION"] == "auto"
+    assert ui["AWS_ACCESS_KEY_ID"] == ("secret", HMAC_SECRET, "accesskey")
+    assert ui["AWS_SECRET_ACCESS_KEY"] == ("secret", HMAC_SECRET, "secretkey")
+    assert not [name for name in ui if name.startswith("MINIO_")]
+    # Before the archive the UI tries the workflow's status, which names the same Secret.
+    assert readable_secrets(objs, "test-kfp-ui") == {HMAC_SECRET}
+
+
+def test_gcs_argo_archives_step_logs_where_the_ui_reads_them():
+    objs = objects(GKE)
+    repository = argo_repository(objs)
+    assert set(repository) <= ARGO_REPOSITORY_KEYS
+    assert repository["archiveLogs"] is True
+    s3 = repository["s3"]
+    assert set(s3) <= ARGO_S3_KEYS
+    assert s3["endpoint"] == GCS_S3_HOST and s3["insecure"] is False
+    assert s3["region"] == "auto"
+    assert s3["accessKeySecret"] == {"name": HMAC_SECRET, "key": "accesskey"}
+    assert s3["secretKeySecret"] == {"name": HMAC_SECRET, "key": "secretkey"}
+    ui = env(objs, "ui")
+    assert (s3["bucket"], s3["keyFormat"]) == (ui["ARGO_ARCHIVE_BUCKETNAME"],
+                                               ui["ARGO_KEYFORMAT"])
+    # Argo's executor uploads the log from the step pod, which runs as pipeline-runner.
+    assert readable_secrets(objs, "pipeline-runner") == {HMAC_SECRET}
+
+
+def test_gcs_key_comes_from_the_secret_the_values_name():
+    objs = objects(GKE, objectStore={"existingSecret": "other-hmac"})
+    names = {ref[1] for component in ("api-server", "ui") for ref in env(objs, component).values()
+             if isinstance(ref, tuple) and ref[0] == "secret" and ref[2] in ("accesskey",
+                                                                              "secretkey")}
+    s3 = argo_repository(objs)["s3"]
+    names |= {s3["accessKeySecret"]["name"], s3["secretKeySecret"]["name"]}
+    names |= readable_secrets(objs, "pipeline-runner") | readable_secrets(objs, "test-kfp-ui")
+    assert names == {"other-hmac"}
+
+
+@pytest.mark.parametrize("scenario", [KIND, MINIKUBE], ids=["kind", "minikube"])
+def test_seaweedfs_keeps_argo_s_own_repository_and_the_minio_settings(scenario):
+    """SeaweedFS logs go to Argo's controller-wide repository, read with the MINIO_* keys."""
+    objs = objects(scenario)
+    assert not find(objs, "ConfigMap", "artifact-repositories")
+    ui = env(objs, "ui")
+    assert "ARGO_ARCHIVE_ARTIFACTORY" not in ui  # the UI's default, minio
+    assert not [name for name in ui if name.startswith("AWS_")]
+    assert ui["MINIO_ACCESS_KEY"] == ("secret", "mlpipeline-minio-artifact", "accesskey")
 
 
 def test_gke_database_goes_through_the_cloud_sql_proxy():
@@ -562,6 +663,7 @@ def test_notes_name_the_ui_port_forward_and_the_pipeline_root():
     assert "TFXKFP_PIPELINE_ROOT=s3://mlpipeline/v2/artifacts" in notes
     gke = render_templates(CHART, [GKE], namespace=NAMESPACE)["kfp/templates/NOTES.txt"]
     assert "TFXKFP_PIPELINE_ROOT=gs://my-project-tfxkfp/pipeline-root" in gke
+    assert f"Secret {HMAC_SECRET} (accesskey, secretkey)" in gke
 
 
 def test_every_fixed_name_is_a_valid_dns_label():

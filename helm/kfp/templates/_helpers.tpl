@@ -2,11 +2,11 @@
 Names, labels, images and security contexts shared by every template.
 
 Naming rule: Deployments, ServiceAccounts, Roles and ConfigMaps that only this chart refers to
-are named <fullname>-<component>. Objects KFP binaries or tools find by a fixed name keep the
-upstream name, defined once below: the API server, metadata-writer, UI, launcher and kfp SDK
+are named <fullname>-<component>. Objects KFP binaries, Argo or tools find by a fixed name keep
+the upstream name, defined once below: the API server, metadata-writer, UI, launcher and kfp SDK
 assume them (e.g. the metadata writer dials metadata-grpc-service.<namespace>, the persistence
-agent dials ml-pipeline, the launcher reads the ConfigMap kfp-launcher). Hence one release per
-namespace.
+agent dials ml-pipeline, the launcher reads the ConfigMap kfp-launcher, Argo's controller the
+ConfigMap artifact-repositories). Hence one release per namespace.
 */}}
 
 {{- define "kfp.name" -}}
@@ -70,8 +70,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kfp.seaweedfs.serviceName" -}}seaweedfs{{- end }}
 {{- define "kfp.cacheServer.serviceName" -}}cache-server{{- end }}
 {{- define "kfp.launcherConfigMapName" -}}kfp-launcher{{- end }}
+{{- define "kfp.artifactRepositoriesConfigMapName" -}}artifact-repositories{{- end }}
+{{- /* SeaweedFS: the chart's generated Secret unless one is given. GCS: the HMAC key, which
+values.schema.json already requires; this guard covers --skip-schema-validation. */}}
 {{- define "kfp.objectStoreSecretName" -}}
-{{- default "mlpipeline-minio-artifact" .Values.objectStore.existingSecret }}
+{{- if .Values.objectStore.existingSecret }}
+{{- .Values.objectStore.existingSecret }}
+{{- else if eq .Values.objectStore.type "gcs" }}
+{{- fail "objectStore.existingSecret (an HMAC key: keys accesskey, secretkey) is required for objectStore.type=gcs" }}
+{{- else }}
+{{- "mlpipeline-minio-artifact" }}
+{{- end }}
 {{- end }}
 
 {{/* Ports of the fixed Services. */}}
@@ -133,6 +142,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kfp.seaweedfs.endpoint" -}}
 {{- printf "%s:%s" (include "kfp.serviceHost" (dict "ctx" . "service" (include "kfp.seaweedfs.serviceName" .))) (include "kfp.seaweedfs.port" .) }}
 {{- end }}
+
+{{/* GCS's S3 interoperability endpoint (HTTPS on 443), reached with an HMAC key. */}}
+{{- define "kfp.gcs.s3Host" -}}storage.googleapis.com{{- end }}
 
 {{/* image reference: (dict "ctx" $ "image" .Values.apiServer.image); an empty tag is the KFP release. */}}
 {{- define "kfp.image" -}}
