@@ -265,7 +265,7 @@ def _serving_spec(image: str) -> infra_validator_pb2.ServingSpec:
 
 
 def _artifact(uri: str, **metadata) -> dict:
-    # KFP 2.16's driver sends artifacts from upstream steps untyped (kfp_step's docstring).
+    # KFP 2.16's driver sends artifacts from upstream steps untyped (step.py's docstring).
     return {"artifacts": [{"type": {"instanceSchema": ""}, "uri": uri, "metadata": metadata}]}
 
 
@@ -275,7 +275,7 @@ def _declared(schema_title: str) -> dict:
 
 def _step_args(store: Store, case: str, serving_spec, validation_spec, model: str,
                query: bool) -> list[str]:
-    """kfp_step's arguments, as KFP's launcher hands them over (pipeline spec 2.1)."""
+    """The step entrypoint's arguments, as KFP's launcher hands them over (pipeline spec 2.1)."""
     case_dir = f"{store.pod}/{case}"
     inputs = {"model": _artifact(f"{store.pod}/{model}")}
     declared_inputs = {"model": _declared("tfx.Model")}

@@ -141,7 +141,7 @@ def test_golden_spec(scenario, kfp_spec_path, kind_spec_path):
     )
 
 
-def test_every_step_runs_the_kfp_step_entrypoint(kfp_spec):
+def test_every_step_runs_the_step_entrypoint(kfp_spec):
     for executor in kfp_spec["deploymentSpec"]["executors"].values():
         if "container" in executor:
             assert executor["container"]["command"] == list(compiler.STEP_COMMAND)
@@ -149,7 +149,7 @@ def test_every_step_runs_the_kfp_step_entrypoint(kfp_spec):
 
 
 def test_every_step_gets_its_component_output_definitions(kfp_spec):
-    """kfp_step types outputs from these, not from what KFP's driver sends (kfp_step, 1)."""
+    """step.py types outputs from these, not from what KFP's driver sends (its point 1)."""
     for name, component in kfp_spec["components"].items():
         args = kfp_spec["deploymentSpec"]["executors"][component["executorLabel"]]
         if "container" not in args:
