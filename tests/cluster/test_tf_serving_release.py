@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +44,8 @@ READY_SECONDS = 180
 NEW_VERSION_SECONDS = 60
 HELM_SECONDS = 300
 POLL_SECONDS = 2  # the release's model.fileSystemPollWaitSeconds: versions appear within it
+# The chart's readiness probe: 10s period x 3 failures, plus the version poll and slack.
+READINESS_FLIP_SECONDS = 120
 RELEASE_PODS = f"app.kubernetes.io/instance={RELEASE}"
 
 
@@ -214,6 +217,57 @@ def test_upgrade_rolls_the_pods_on_a_config_change(release, helm, values, core_a
     # Until kube-proxy drops the old pod's endpoint, the Service may still reach it.
     _wait_until(lambda: _available(core_api) == ["2"], NEW_VERSION_SECONDS,
                 "the upgraded policy (latest 1) never served version 2 alone")
+
+
+def _pod_ready(core_api, name: str) -> bool:
+    pod = core_api.read_namespaced_pod(name, NAMESPACE)
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def _ready_endpoints(api_client) -> list[str]:
+    slices = k8s_client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
+        NAMESPACE, label_selector=f"kubernetes.io/service-name={RELEASE}").items
+    return [address for s in slices for e in s.endpoints or []
+            if e.conditions and e.conditions.ready for address in e.addresses]
+
+
+def _metadata_status(pod: k8s_client.V1Pod) -> int:
+    """The HTTP status of the readiness probe's GET, asked of the pod itself."""
+    url = f"http://{pod.status.pod_ip}:8501/v1/models/{MODEL}/metadata"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_readiness_follows_the_available_versions(release, api_client, core_api):
+    # Every version directory leaves the base path: TF Serving unloads them all, its metadata
+    # GET answers 404, and the pod leaves the Service without a restart. Back in, it returns.
+    pod = _server_pod(core_api)
+    name, restarts = pod.metadata.name, pod.status.container_statuses[0].restart_count
+    assert _ready_endpoints(api_client) == [pod.status.pod_ip]
+    aside = SERVING_DIR.parent / f".{MODEL}-aside"
+    aside.mkdir()
+    versions = sorted(p.name for p in SERVING_DIR.iterdir() if p.name.isdigit())
+    try:
+        for version in versions:
+            (SERVING_DIR / version).rename(aside / version)
+        _wait_until(lambda: not _pod_ready(core_api, name), READINESS_FLIP_SECONDS,
+                    "the pod stayed Ready with no version AVAILABLE")
+        assert _metadata_status(core_api.read_namespaced_pod(name, NAMESPACE)) == 404
+        _wait_until(lambda: not _ready_endpoints(api_client), READINESS_FLIP_SECONDS,
+                    "the unready pod stayed among the Service's ready endpoints")
+    finally:
+        for version in versions:
+            (aside / version).rename(SERVING_DIR / version)
+        aside.rmdir()
+    _wait_until(lambda: _pod_ready(core_api, name), READINESS_FLIP_SECONDS,
+                "the pod never became Ready again once the versions were back")
+    _wait_until(lambda: _available(core_api) == [versions[-1]], READINESS_FLIP_SECONDS,
+                "the Service never served the restored version")
+    after = core_api.read_namespaced_pod(name, NAMESPACE)
+    assert after.status.container_statuses[0].restart_count == restarts  # liveness held
 
 
 def test_uninstall_removes_every_object_of_the_release(helm, core_api, release):

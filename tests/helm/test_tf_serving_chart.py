@@ -173,7 +173,8 @@ def test_defaults_have_no_labels_batching_or_label_flag():
     assert "enable_batching" not in flags
     assert "batching_parameters.pbtxt" not in _one(objects, "ConfigMap")["data"]
     assert flags["enable_model_warmup"] == "true"
-    assert flags["enable_grpc_healthcheck_service"] == "true"
+    # No probe asks gRPC health (TF Serving never changes it after start), so it stays off.
+    assert "enable_grpc_healthcheck_service" not in flags
     assert flags["monitoring_config_file"] == "/etc/tf-serving/monitoring_config.pbtxt"
 
 
@@ -190,15 +191,18 @@ def test_batch_sizes_must_end_with_the_maximum():
         render(CHART, values=values)
 
 
-def test_probes_use_grpc_health_and_tcp_not_http_model_status():
-    container = _container(render(CHART))
-    assert container["startupProbe"]["grpc"] == {"port": 8500}
-    assert container["readinessProbe"]["grpc"] == {"port": 8500, "service": "PredictionService"}
+def test_startup_and_readiness_ask_for_an_available_version_of_the_served_model():
+    container = _container(render(CHART, values={"model": {"name": "churn"}}))
+    # The metadata GET answers 404 when no version is AVAILABLE; the model status GET
+    # (/v1/models/churn) would answer 200 and gRPC health stays SERVING.
+    metadata = {"path": "/v1/models/churn/metadata", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == metadata
+    assert container["readinessProbe"]["httpGet"] == metadata
     assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert not any("exec" in container[p] or "grpc" in container[p]
+                   for p in ("startupProbe", "readinessProbe", "livenessProbe"))
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
-    assert not any("httpGet" in container[p]
-                   for p in ("startupProbe", "readinessProbe", "livenessProbe"))
 
 
 def test_pod_security_is_restricted_with_read_only_root():

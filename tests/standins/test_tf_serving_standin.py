@@ -178,7 +178,8 @@ def saved_models(tmp_path_factory) -> dict[int, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, saved_models) -> Iterator[Server]:
-    """The stand-in with the chart's flags (helm/tf-serving deployment.yaml) and two models."""
+    """The stand-in with the chart's flags (helm/tf-serving deployment.yaml), gRPC health
+    on (a flag the stand-in reproduces, which the chart no longer sets), and two models."""
     tmp = tmp_path_factory.mktemp("serving")
     for model in ("tiny", "rolling"):
         (tmp / model).mkdir()
@@ -367,6 +368,27 @@ def test_versions_load_and_unload_while_running(server, saved_models):
     assert failed["error_code"] == "NOT_FOUND"
     assert "Could not find SavedModel .pb or .pbtxt" in failed["error_message"]
     assert status()["2"]["state"] == "AVAILABLE"
+
+
+def test_metadata_is_404_while_no_version_is_available(server):
+    # What helm/tf-serving's readiness probe relies on: with every version directory gone, TF
+    # Serving unloads the last version; the metadata GET resolves an AVAILABLE version and
+    # fails, while the status GET still answers 200 with the version in END.
+    tiny, aside = server.base / "tiny", server.base / "tiny-aside"
+    aside.mkdir()
+    (tiny / "1").rename(aside / "1")
+    try:
+        _wait_for("tiny's metadata 404", lambda: _http(
+            f"{server.rest}/v1/models/tiny/metadata")[0] == 404, CHANGE_SECONDS)
+        assert _http(f"{server.rest}/v1/models/tiny/metadata")[1] == {
+            "error": "Servable not found for request: Latest(tiny)"}
+        status_code, status = _http(f"{server.rest}/v1/models/tiny")
+        assert status_code == 200
+        assert [s["state"] for s in status["model_version_status"]] == ["END"]
+    finally:
+        (aside / "1").rename(tiny / "1")
+    _wait_for("tiny's metadata 200 again", lambda: _http(
+        f"{server.rest}/v1/models/tiny/metadata")[0] == 200, CHANGE_SECONDS)
 
 
 def test_ports_open_only_once_the_first_version_loads(tmp_path, saved_models):
