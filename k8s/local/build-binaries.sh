@@ -4,6 +4,8 @@
 # one per line: kubernetes', CoreDNS', then the dev-loop tools' (skaffold, helm, the image
 # registry). A module whose directory is complete is not built again, so only the first
 # cluster-up pays for the build. `--dirs` prints the directories, building none.
+# `--promtool` builds and prints only Prometheus' promtool, which the offline suite runs
+# to unit-test helm/monitoring's alert rules; it needs no cluster.
 #
 # k8s.io/kubernetes cannot be `go install`ed by version: its go.mod replaces the staging
 # modules (k8s.io/api, k8s.io/client-go, ...) with directories of its own repository. A
@@ -25,6 +27,8 @@ helm_module=helm.sh/helm/v3
 helm_bin=$cache/bin/$helm_module@$HELM_VERSION
 registry_module=github.com/distribution/distribution/v3
 registry_bin=$cache/bin/$registry_module@$REGISTRY_VERSION
+prometheus_module=github.com/prometheus/prometheus
+promtool_bin=$cache/bin/$prometheus_module@$PROMETHEUS_VERSION
 
 build_kubernetes() {
   local work=$cache/build/kubernetes@$KUBERNETES_VERSION staging_version minor patch
@@ -98,6 +102,13 @@ build_module() {
   rm -rf "$dir" && mv "$dir.partial" "$dir"
 }
 
+if [ "${1:-}" = --promtool ]; then
+  [ -x "$promtool_bin/promtool" ] || build_module "$prometheus_module" "$PROMETHEUS_VERSION" \
+    "$promtool_bin" "-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    cmd/promtool
+  echo "$promtool_bin"
+  exit 0
+fi
 if [ "${1:-}" != --dirs ]; then
   [ -x "$kube_bin/pause" ] || build_kubernetes
   [ -x "$coredns_bin/coredns" ] || build_coredns

@@ -2,7 +2,8 @@
 
 The alert expressions and dashboard queries are parsed with a PromQL grammar (Lark, LALR)
 and type-checked: every selector must name a metric that TF Serving, TensorFlow's SavedModel
-loader or the Kubeflow Pipelines API server really exports, with labels it really carries.
+loader, kube-state-metrics or the Kubeflow Pipelines API server really exports, with labels it
+really carries. What the alerts do is tested by Prometheus' own rule engine (test_alert_rules.py).
 The catalogue below records where each metric is defined upstream. The chart's scrape objects
 are checked against what helm/tf-serving renders (Service labels, port names, metrics path),
 and the helm test script runs against a fake Prometheus on loopback.
@@ -37,8 +38,12 @@ RELEASE = "monitoring"  # the release name the README installs with
 # <fullname>-<target>; the fullname is the release name, which contains the chart name.
 JOB = "monitoring-tf-serving"
 KFP_JOB = "monitoring-kfp-api-server"
-ALERTS = {"TFServingHighErrorRatio", "TFServingHighP99Latency", "TFServingNoAvailableModel",
-          "TFServingModelLoadFailed", "TFServingHighBatchQueueingLatency"}
+ALERTS = {"TFServingHighErrorRatio", "TFServingHighP99Latency", "TFServingModelLoadFailed",
+          "TFServingHighBatchQueueingLatency", "TFServingNoAvailableModel", "TFServingPodNotReady",
+          "TFServingContainerRestarting"}
+# The pod-state alerts, on kube-state-metrics' series: absent on GKE (ci/gke-values.yaml).
+POD_STATE_ALERTS = {"TFServingNoAvailableModel", "TFServingPodNotReady",
+                    "TFServingContainerRestarting"}
 
 
 # --- what the upstream projects export ----------------------------------------------------------
@@ -105,9 +110,19 @@ _KFP_METRICS = {
                     "report_metrics", "read_artifact", "terminate", "retry")},
 }
 
+# kube-state-metrics v2 (internal/store/pod.go): per container of every pod.
+_KSM_POD = "kubernetes/kube-state-metrics internal/store/pod.go"
+_KSM_METRICS = {
+    "kube_pod_container_status_ready": Metric(
+        "gauge", frozenset({"namespace", "pod", "uid", "container"}), _KSM_POD),
+    "kube_pod_container_status_restarts_total": Metric(
+        "counter", frozenset({"namespace", "pod", "uid", "container"}), _KSM_POD),
+}
+
 METRICS: dict[str, Metric] = {
     **{tf_prometheus_name(name): metric for name, metric in _TF_METRICS.items()},
     **_KFP_METRICS,
+    **_KSM_METRICS,
     "up": Metric("gauge", frozenset(), "Prometheus, per scrape target"),
 }
 
@@ -152,14 +167,15 @@ PROMQL = Lark(r"""
         | STRING                                              -> string
         | "(" expr ")"                                        -> paren
         | IDENT grouping? "(" [expr ("," expr)*] ")" grouping? -> call
-        | IDENT matchers? range?                              -> selector
-        | matchers range?                                     -> selector
+        | IDENT matchers? range? offset?                      -> selector
+        | matchers range? offset?                             -> selector
     matching: (ON | IGNORING) labels ((GROUP_LEFT | GROUP_RIGHT) labels?)?
     grouping: (BY | WITHOUT) labels
     labels: "(" [LABEL ("," LABEL)* ","?] ")"
     matchers: "{" [matcher ("," matcher)* ","?] "}"
     matcher: LABEL MATCH STRING
     range: "[" DURATION "]"
+    offset: "offset" DURATION
 
     OR: "or"
     AND: "and"
@@ -294,7 +310,8 @@ def _check(node: Tree | Token, out: Analysis) -> _Value:  # noqa: C901 - one cas
             raise PromQLError(f"selector without a metric name: {matchers}")
         available = series_labels(name)
         if available is None:
-            raise PromQLError(f"{name}: not a series TF Serving, TensorFlow or KFP exports")
+            raise PromQLError(f"{name}: not a series TF Serving, TensorFlow, kube-state-metrics "
+                              "or KFP exports")
         _known(matchers, available, name)
         out.selectors.append(Selector(name, matchers))
         is_range = any(p.data == "range" for p in parts)
@@ -470,14 +487,19 @@ def test_promql_checker_accepts_and_reports_selectors():
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_alerts_are_valid_promql_on_exported_series(scenario):
     rules = list(_rules(_render(scenario=scenario)))
-    assert {r["alert"] for r in rules} == ALERTS
+    expected = ALERTS - POD_STATE_ALERTS if scenario == "gke" else ALERTS
+    assert {r["alert"] for r in rules} == expected
     for rule in rules:
         analysis = analyse(rule["expr"])
         assert analysis.type == "vector", f"{rule['alert']}: {analysis.type}"
         for selector in analysis.selectors:
             where = (rule["alert"], selector)
             assert selector.matchers.get("namespace") == ("=", "tfx-serving"), where
-            assert selector.matchers.get("job") == ("=", JOB), where
+            if selector.name in _KSM_METRICS:
+                # kube-state-metrics' job differs between installs; its container label does not.
+                assert selector.matchers.get("container") == ("=", "tf-serving"), where
+            else:
+                assert selector.matchers.get("job") == ("=", JOB), where
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -495,7 +517,9 @@ def test_alerts_are_documented_and_labelled(scenario):
         url, _, anchor = annotations["runbook_url"].partition("#")
         assert url == "helm/monitoring/README.md" and anchor == alert.lower(), annotations
         assert anchor in anchors, f"README.md has no runbook section for {alert}"
-        assert re.fullmatch(r"(\d+(ms|s|m|h))+", rule["for"]), rule["for"]
+        # Event alerts (a counter that grew within a window) have no pending period.
+        assert alert in ("TFServingModelLoadFailed", "TFServingContainerRestarting") or \
+            re.fullmatch(r"(\d+(ms|s|m|h))+", rule["for"]), alert
 
 
 def test_alert_expressions_use_the_metrics_they_are_about():
@@ -504,22 +528,33 @@ def test_alert_expressions_use_the_metrics_they_are_about():
     def names(alert):
         return {s.name for s in rules[alert].selectors}
 
-    errors = rules["TFServingHighErrorRatio"]
-    assert names("TFServingHighErrorRatio") == {":tensorflow:serving:request_count"}
-    assert {"status": ("!=", "OK")}.items() <= errors.selectors[0].matchers.items()
-    assert errors.selectors[0].matchers["model_name"] == ("=", "social_network_ads")
+    def matchers(alert, name):
+        return [s.matchers for s in rules[alert].selectors if s.name == name]
+
+    assert names("TFServingHighErrorRatio") == {
+        ":tensorflow:serving:request_count", ":tensorflow:serving:request_latency_count"}
+    for failed in matchers("TFServingHighErrorRatio", ":tensorflow:serving:request_count"):
+        assert failed["status"] == ("!=", "OK")
+        assert failed["model_name"] == ("=", "social_network_ads")
+    # Successful model API calls only: status and metadata GETs carry API="".
+    for succeeded in matchers("TFServingHighErrorRatio",
+                              ":tensorflow:serving:request_latency_count"):
+        assert succeeded["API"] == ("!=", "")
     assert names("TFServingHighP99Latency") == {":tensorflow:serving:request_latency_bucket"}
+    assert matchers("TFServingHighP99Latency", ":tensorflow:serving:request_latency_bucket")[0][
+        "API"] == ("!=", "")
     assert "histogram_quantile" in rules["TFServingHighP99Latency"].functions
-    assert names("TFServingNoAvailableModel") == {
-        "up", ":tensorflow:cc:saved_model:load_attempt_count"}
-    assert "absent" in rules["TFServingNoAvailableModel"].functions
     assert names("TFServingModelLoadFailed") == {":tensorflow:cc:saved_model:load_attempt_count"}
+    assert "increase" in rules["TFServingModelLoadFailed"].functions
     assert names("TFServingHighBatchQueueingLatency") == {
         ":tensorflow:serving:batching_session:queuing_latency_bucket"}
+    assert names("TFServingNoAvailableModel") == {"kube_pod_container_status_ready"}
+    assert names("TFServingPodNotReady") == {"kube_pod_container_status_ready"}
+    assert names("TFServingContainerRestarting") == {"kube_pod_container_status_restarts_total"}
 
 
 def test_model_path_regex_matches_tf_serving_version_directories():
-    rule = next(r for r in _rules(_render()) if r["alert"] == "TFServingNoAvailableModel")
+    rule = next(r for r in _rules(_render()) if r["alert"] == "TFServingModelLoadFailed")
     selector = next(s for s in analyse(rule["expr"]).selectors
                     if s.name.endswith("load_attempt_count"))
     op, pattern = selector.matchers["model_path"]
@@ -549,6 +584,8 @@ def test_thresholds_and_windows_come_from_values():
     assert "[10m]" in rule["TFServingHighErrorRatio"]["expr"]
     assert rule["TFServingHighP99Latency"]["expr"].rstrip().endswith("/ 1e6 > 1.5")
     assert rule["TFServingHighBatchQueueingLatency"]["expr"].rstrip().endswith("/ 1e6 > 0.25")
+    assert "[15m]" in rule["TFServingModelLoadFailed"]["expr"]
+    assert rule["TFServingContainerRestarting"]["expr"].rstrip().endswith(">= 2")
     for r in rule.values():
         for selector in analyse(r["expr"]).selectors:
             if "model_name" in selector.matchers:
@@ -682,7 +719,8 @@ def test_gke_uses_podmonitoring_and_rules_beside_their_targets():
 def test_gke_and_kind_alert_on_the_same_expressions():
     kind = {r["alert"]: r["expr"] for r in _rules(_render(scenario="kind"))}
     gke = {r["alert"]: r["expr"] for r in _rules(_render(scenario="gke"))}
-    assert kind == gke
+    assert set(kind) - set(gke) == POD_STATE_ALERTS
+    assert {alert: kind[alert] for alert in gke} == gke
 
 
 # --- dashboards ---------------------------------------------------------------------------------
@@ -758,6 +796,38 @@ def test_serving_dashboard_shows_qps_errors_percentiles_and_versions():
         assert (f"histogram_quantile({quantile}, sum by (model_name, le) "
                 "(rate(:tensorflow:serving:request_latency_bucket") in exprs
     assert 'load_attempt_count{namespace="$namespace", status="success"' in exprs
+    # Latency is of model API calls only: TF Serving labels status and metadata GETs API="".
+    assert "request_latency_bucket{" in exprs
+    assert all('API!=""' in expr for _, expr in _panel_queries(dashboard)
+               if "request_latency_bucket" in expr)
+
+
+def test_serving_dashboard_counts_model_api_calls_not_probes(promtool, tmp_path):
+    # Prometheus evaluates the panels on what TF Serving exports under probe traffic: 5/s
+    # successful readiness and status GETs (API=""), 0.1/s successful and 0.1/s failed
+    # predictions. The traffic and error panels must see 0.2/s and one half, not 5.2/s and 2%.
+    panels = dict(_panel_queries(_dashboards(_render())["tf-serving.json"]))
+    target = 'namespace="tfx-serving", job="monitoring-tf-serving", instance="10.244.0.7:8501", ' \
+             'model_name="social_network_ads"'
+    series = [(f":tensorflow:serving:request_count{{{target}, status=\"OK\"}}", "0+153x40"),
+              (f":tensorflow:serving:request_count{{{target}, status=\"INTERNAL\"}}", "0+3x40"),
+              (f':tensorflow:serving:request_latency_count{{{target}, API="", entrypoint="REST"}}',
+               "0+150x40"),
+              (f':tensorflow:serving:request_latency_count{{{target}, API="Predict", '
+               'entrypoint="GRPC"}', "0+3x40")]
+    expected = {"Model API requests per second": 0.2, "Error ratio": 0.5}
+    test_file = tmp_path / "panels.yaml"
+    test_file.write_text(yaml.safe_dump({"tests": [{
+        "interval": "30s",
+        "input_series": [{"series": name, "values": values} for name, values in series],
+        "promql_expr_test": [
+            {"expr": _grafana_to_promql(panels[title]), "eval_time": "10m",
+             "exp_samples": [{"labels": "{}", "value": value}]}
+            for title, value in expected.items()],
+    }]}))
+    result = subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- toggles ------------------------------------------------------------------------------------

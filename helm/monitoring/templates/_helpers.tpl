@@ -123,6 +123,13 @@ character other than [a-zA-Z0-9_] into ":" (util/prometheus_exporter.cc). Latenc
 exported in microseconds, hence the division by 1e6. Prometheus template expressions in the
 annotations are escaped from Helm with {{` ... `}}. GKE's Rules add the namespace label
 themselves and reject rules that set it, so it is only added for the Prometheus operator.
+
+What TF Serving 2.16.1 counts (model_servers/http_server.cc, prediction_service_impl.cc):
+request_count counts every REST request under /v1/ (status and metadata GETs included, so
+the readiness probe's) and every gRPC Predict/Classify/Regress, by status; request_latency
+counts successful ones only, labelled with the API, which is "" for the REST GETs. So
+successful model API calls are request_latency_count{API!=""}; a failed GET cannot be told
+from a failed prediction, and counts as a failure.
 */}}
 {{- define "monitoring.servingRuleGroups" -}}
 {{- $sel := include "monitoring.servingMatchers" . }}
@@ -130,23 +137,33 @@ themselves and reject rules that set it, so it is only added for the Prometheus 
 {{- $window := .Values.rules.rateWindow }}
 {{- $runbook := .Values.rules.runbookBaseUrl }}
 {{- $r := .Values.rules }}
-{{- $up := printf "up{%s}" $sel }}
-{{- $requests := printf ":tensorflow:serving:request_count{%s, model_name=%q}" $sel $model }}
 {{- $failed := printf ":tensorflow:serving:request_count{%s, model_name=%q, status!=\"OK\"}" $sel $model }}
-{{- $latency := printf ":tensorflow:serving:request_latency_bucket{%s, model_name=%q}" $sel $model }}
+{{- $succeeded := printf ":tensorflow:serving:request_latency_count{%s, model_name=%q, API!=\"\"}" $sel $model }}
+{{- $latency := printf ":tensorflow:serving:request_latency_bucket{%s, model_name=%q, API!=\"\"}" $sel $model }}
 {{- $versionPath := printf ".*/%s/[0-9]+/?" (regexQuoteMeta $model) }}
-{{- $loaded := printf ":tensorflow:cc:saved_model:load_attempt_count{%s, status=\"success\", model_path=~%q}" $sel $versionPath }}
 {{- $loadFailed := printf ":tensorflow:cc:saved_model:load_attempt_count{%s, status=\"fail\", model_path=~%q}" $sel $versionPath }}
+{{- $loadWindow := $r.modelLoadFailure.window }}
 {{- $queueing := printf ":tensorflow:serving:batching_session:queuing_latency_bucket{%s}" $sel }}
+{{- $byModel := "sum by (namespace, model_name)" }}
 - name: tf-serving
   interval: {{ $r.interval }}
   rules:
     - alert: TFServingHighErrorRatio
+      # failed / (failed + successful model API calls); "or ... * 0" keeps the ratio defined
+      # (1) when no call has ever succeeded.
       expr: |-
         (
-          sum by (namespace, model_name) (rate({{ $failed }}[{{ $window }}]))
+          {{ $byModel }} (rate({{ $failed }}[{{ $window }}]))
         /
-          sum by (namespace, model_name) (rate({{ $requests }}[{{ $window }}]))
+          (
+            {{ $byModel }} (rate({{ $failed }}[{{ $window }}]))
+          +
+            (
+              {{ $byModel }} (rate({{ $succeeded }}[{{ $window }}]))
+            or
+              {{ $byModel }} (rate({{ $failed }}[{{ $window }}])) * 0
+            )
+          )
         ) > {{ $r.errorRatio.threshold }}
       for: {{ $r.errorRatio.for }}
       labels:
@@ -157,7 +174,9 @@ themselves and reject rules that set it, so it is only added for the Prometheus 
         description: >-
           {{`{{ $value | humanizePercentage }}`}} of the requests for model
           {{`{{ $labels.model_name }}`}} in {{`{{ $labels.namespace }}`}} failed over the last
-          {{ $window }} (threshold {{ $r.errorRatio.threshold }}).
+          {{ $window }} (threshold {{ $r.errorRatio.threshold }}). Successful status and
+          metadata GETs (readiness probes, helm test) are not counted; failed ones are, so while
+          no version is AVAILABLE the readiness probe's 404s alone fire this alert.
         runbook_url: {{ printf "%s#tfservinghigherrorratio" $runbook }}
     - alert: TFServingHighP99Latency
       expr: |-
@@ -171,46 +190,35 @@ themselves and reject rules that set it, so it is only added for the Prometheus 
         summary: >-
           TF Serving's p99 request latency for {{ $model }} is high.
         description: >-
-          The 99th percentile of successful request latency for model
-          {{`{{ $labels.model_name }}`}} in {{`{{ $labels.namespace }}`}} is
+          The 99th percentile of successful Predict/Classify/Regress latency (status GETs left
+          out) for model {{`{{ $labels.model_name }}`}} in {{`{{ $labels.namespace }}`}} is
           {{`{{ $value | humanizeDuration }}`}} over the last {{ $window }} (threshold
           {{ $r.p99Latency.thresholdSeconds }}s).
         runbook_url: {{ printf "%s#tfservinghighp99latency" $runbook }}
-    - alert: TFServingNoAvailableModel
-      expr: |-
-        absent(
-          ({{ $up }} == 1)
-          and on (namespace, job, instance)
-          ({{ $loaded }} > 0)
-        )
-      for: {{ $r.noAvailableModel.for }}
-      labels:
-        severity: {{ $r.noAvailableModel.severity }}
-        model_name: {{ $model }}
-        {{- if ne .Values.backend "gke-managed-prometheus" }}
-        namespace: {{ .Values.serving.namespace }}
-        {{- end }}
-      annotations:
-        summary: >-
-          No TF Serving pod serves a loaded version of {{ $model }}.
-        description: >-
-          No target of scrape job {{ include "monitoring.servingJob" . }} in
-          {{ .Values.serving.namespace }} has been up with a successfully loaded SavedModel
-          version of {{ $model }} for {{ $r.noAvailableModel.for }}; predictions for it fail.
-        runbook_url: {{ printf "%s#tfservingnoavailablemodel" $runbook }}
     - alert: TFServingModelLoadFailed
+      # A load failure is an event: the counter grows once per attempt (TF Serving retries
+      # --max_num_load_retries times, a minute apart by default) and never goes down. The
+      # alert holds for modelLoadFailure.window after the last failed attempt, then resolves.
+      # The second half catches a series that appeared within the window already above zero
+      # (one attempt, or failures before the first scrape), which increase() cannot see.
       expr: |-
-        sum by (namespace, instance, model_path) ({{ $loadFailed }}) > 0
-      for: {{ $r.modelLoadFailure.for }}
+        sum by (namespace, instance, model_path) (increase({{ $loadFailed }}[{{ $loadWindow }}])) > 0
+        or
+        sum by (namespace, instance, model_path) (
+          {{ $loadFailed }}
+          unless
+          {{ $loadFailed }} offset {{ $loadWindow }}
+        )
       labels:
         severity: {{ $r.modelLoadFailure.severity }}
       annotations:
         summary: >-
           TF Serving failed to load a version of {{ $model }}.
         description: >-
-          {{`{{ $labels.instance }}`}} in {{`{{ $labels.namespace }}`}} failed
-          {{`{{ $value }}`}} time(s) to load the SavedModel {{`{{ $labels.model_path }}`}}
-          since it started; that version does not become AVAILABLE.
+          {{`{{ $labels.instance }}`}} in {{`{{ $labels.namespace }}`}} failed to load the
+          SavedModel {{`{{ $labels.model_path }}`}} within the last {{ $loadWindow }}; that
+          version does not become AVAILABLE. A failure of the first version is not exported
+          (the process exits first): TFServingPodNotReady covers it.
         runbook_url: {{ printf "%s#tfservingmodelloadfailed" $runbook }}
     - alert: TFServingHighBatchQueueingLatency
       expr: |-
@@ -228,4 +236,62 @@ themselves and reject rules that set it, so it is only added for the Prometheus 
           {{`{{ $labels.namespace }}`}} is {{`{{ $value | humanizeDuration }}`}} over the last
           {{ $window }} (threshold {{ $r.batchQueueingLatency.thresholdSeconds }}s).
         runbook_url: {{ printf "%s#tfservinghighbatchqueueinglatency" $runbook }}
+{{- if $r.podState.enabled }}
+{{- $container := printf "namespace=%q, container=%q" .Values.serving.namespace .Values.serving.container }}
+{{- $ready := printf "kube_pod_container_status_ready{%s}" $container }}
+{{- $restarts := printf "kube_pod_container_status_restarts_total{%s}" $container }}
+# The TF Serving pods' state as kube-state-metrics exports it (internal/store/pod.go); "max"
+# folds duplicates when more than one kube-state-metrics is scraped. The chart's readiness
+# probe GETs /v1/models/<model>/metadata, which answers 200 only while a version is AVAILABLE.
+- name: tf-serving-pods
+  interval: {{ $r.interval }}
+  rules:
+    - alert: TFServingNoAvailableModel
+      expr: |-
+        absent({{ $ready }} == 1)
+      for: {{ $r.noAvailableModel.for }}
+      labels:
+        severity: {{ $r.noAvailableModel.severity }}
+        model_name: {{ $model }}
+        {{- if ne .Values.backend "gke-managed-prometheus" }}
+        namespace: {{ .Values.serving.namespace }}
+        {{- end }}
+      annotations:
+        summary: >-
+          No TF Serving pod serves a version of {{ $model }}.
+        description: >-
+          No {{ .Values.serving.container }} container in {{ .Values.serving.namespace }} has
+          been ready for {{ $r.noAvailableModel.for }}: none has a version of {{ $model }}
+          AVAILABLE (its readiness probe), so the Service has no endpoint and predictions fail.
+        runbook_url: {{ printf "%s#tfservingnoavailablemodel" $runbook }}
+    - alert: TFServingPodNotReady
+      expr: |-
+        max by (namespace, pod) ({{ $ready }}) == 0
+      for: {{ $r.podNotReady.for }}
+      labels:
+        severity: {{ $r.podNotReady.severity }}
+      annotations:
+        summary: >-
+          A TF Serving pod has had no AVAILABLE version of {{ $model }} for a while.
+        description: >-
+          {{`{{ $labels.pod }}`}} in {{`{{ $labels.namespace }}`}} has not been ready for
+          {{ $r.podNotReady.for }}: its first version has not loaded (TF Serving retries, then
+          exits and restarts) or every version was unloaded.
+        runbook_url: {{ printf "%s#tfservingpodnotready" $runbook }}
+    - alert: TFServingContainerRestarting
+      expr: |-
+        max by (namespace, pod) (increase({{ $restarts }}[{{ $r.containerRestarts.window }}]))
+          >= {{ $r.containerRestarts.threshold }}
+      labels:
+        severity: {{ $r.containerRestarts.severity }}
+      annotations:
+        summary: >-
+          TF Serving keeps restarting.
+        description: >-
+          The {{ .Values.serving.container }} container of {{`{{ $labels.pod }}`}} in
+          {{`{{ $labels.namespace }}`}} restarted {{`{{ $value | humanize }}`}} times in the
+          last {{ $r.containerRestarts.window }}; a first version that fails to load makes
+          TF Serving exit after its retries.
+        runbook_url: {{ printf "%s#tfservingcontainerrestarting" $runbook }}
+{{- end }}
 {{- end }}
