@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chart_rendering import REPO
 
@@ -22,3 +23,19 @@ def promtool() -> Path:
     binary = Path(built.stdout.strip().splitlines()[-1]) / "promtool"
     assert binary.is_file(), binary
     return binary
+
+
+@pytest.fixture(scope="session")
+def promtool_test(promtool):
+    """Runs `promtool test rules` on one test document (promtool's unit-test format) in
+    workdir, beside the rule groups it names as rules.yaml."""
+
+    def run(workdir: Path, test: dict, groups: list[dict] | None = None):
+        if groups is not None:
+            (workdir / "rules.yaml").write_text(yaml.safe_dump({"groups": groups},
+                                                               sort_keys=False))
+        (workdir / "test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+        return subprocess.run([str(promtool), "test", "rules", "test.yaml"], cwd=workdir,
+                              capture_output=True, text=True)
+
+    return run

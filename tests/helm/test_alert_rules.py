@@ -7,7 +7,6 @@ alert firing in the situation its name describes and staying quiet otherwise.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,14 +29,6 @@ def _rule_groups(values: dict | None = None, scenario: str | None = None) -> lis
 
 def _alerts(groups: list[dict]) -> set[str]:
     return {rule["alert"] for group in groups for rule in group["rules"]}
-
-
-def _promtool_test(promtool: Path, test_file: Path, groups: list[dict], workdir: Path):
-    """Runs `promtool test rules` on a copy of test_file beside the rendered rules.yaml."""
-    (workdir / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    shutil.copy(test_file, workdir / test_file.name)
-    return subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=workdir,
-                          capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("scenario", [None, "kind", "minikube", "gke"])
@@ -69,17 +60,17 @@ def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not():
 
 
 @pytest.mark.parametrize("test_file", sorted(ALERT_TESTS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_alert_fires_when_it_should_and_only_then(promtool, tmp_path, test_file):
-    result = _promtool_test(promtool, test_file, _rule_groups(), tmp_path)
+def test_alert_fires_when_it_should_and_only_then(promtool_test, tmp_path, test_file):
+    result = promtool_test(tmp_path, yaml.safe_load(test_file.read_text()), _rule_groups())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout, result.stdout
 
 
-def test_the_unit_tests_fail_when_a_rule_changes(promtool, tmp_path):
+def test_the_unit_tests_fail_when_a_rule_changes(promtool_test, tmp_path):
     # A threshold above the tests' 50% failure share: the cases that expect the alert now fail.
     groups = _rule_groups({"rules": {"errorRatio": {"threshold": 0.6}}})
-    result = _promtool_test(promtool, ALERT_TESTS / "tfservinghigherrorratio.yaml", groups,
-                            tmp_path)
+    test = yaml.safe_load((ALERT_TESTS / "tfservinghigherrorratio.yaml").read_text())
+    result = promtool_test(tmp_path, test, groups)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED" in result.stdout + result.stderr
     assert "successful probe GETs do not dilute the ratio" in result.stdout + result.stderr

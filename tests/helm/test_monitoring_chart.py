@@ -802,7 +802,7 @@ def test_serving_dashboard_shows_qps_errors_percentiles_and_versions():
                if "request_latency_bucket" in expr)
 
 
-def test_serving_dashboard_counts_model_api_calls_not_probes(promtool, tmp_path):
+def test_serving_dashboard_counts_model_api_calls_not_probes(promtool_test, tmp_path):
     # Prometheus evaluates the panels on what TF Serving exports under probe traffic: 5/s
     # successful readiness and status GETs (API=""), 0.1/s successful and 0.1/s failed
     # predictions. The traffic and error panels must see 0.2/s and one half, not 5.2/s and 2%.
@@ -816,17 +816,14 @@ def test_serving_dashboard_counts_model_api_calls_not_probes(promtool, tmp_path)
               (f':tensorflow:serving:request_latency_count{{{target}, API="Predict", '
                'entrypoint="GRPC"}', "0+3x40")]
     expected = {"Model API requests per second": 0.2, "Error ratio": 0.5}
-    test_file = tmp_path / "panels.yaml"
-    test_file.write_text(yaml.safe_dump({"tests": [{
+    result = promtool_test(tmp_path, {"tests": [{
         "interval": "30s",
         "input_series": [{"series": name, "values": values} for name, values in series],
         "promql_expr_test": [
             {"expr": _grafana_to_promql(panels[title]), "eval_time": "10m",
              "exp_samples": [{"labels": "{}", "value": value}]}
             for title, value in expected.items()],
-    }]}))
-    result = subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=tmp_path,
-                            capture_output=True, text=True)
+    }]})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
