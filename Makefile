@@ -41,6 +41,8 @@ run: setup  ## run the whole pipeline locally on synthetic data (DATA=path.csv f
 	$(BIN)/tfxkfp run --output $(OUTPUT) $(if $(DATA),--data $(DATA))
 
 test: setup  ## run the offline test suite, end-to-end pipeline runs included
+	@# promtool unit-tests the alert rules; its first build takes minutes, so say so up front.
+	k8s/local/build-binaries.sh --promtool >/dev/null
 	$(BIN)/python -m pytest -m 'not cluster and not kind'
 
 lint: setup  ## static checks: ruff (rules in pyproject.toml) over the Python code
