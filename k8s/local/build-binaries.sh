@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local cluster's upstream binaries from their Go modules at the versions in
 # versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those directories
-# one per line: kubernetes', CoreDNS', then the dev-loop tools' (skaffold, helm, the image
-# registry). A module whose directory is complete is not built again, so only the first
-# cluster-up pays for the build. `--dirs` prints the directories, building none.
+# one per line: kubernetes', CoreDNS', the dev-loop tools' (skaffold, helm, the image
+# registry), then Kubeflow Pipelines' and its dependencies' (KFP, Argo Workflows, SeaweedFS,
+# the local-path provisioner). A directory that is complete is not built again, so only the
+# first cluster-up pays for the build. `--dirs` prints the directories, building none.
 # `--promtool` builds and prints only Prometheus' promtool, which the offline suite runs
 # to unit-test helm/monitoring's alert rules; it needs no cluster.
 #
@@ -29,6 +30,13 @@ registry_module=github.com/distribution/distribution/v3
 registry_bin=$cache/bin/$registry_module@$REGISTRY_VERSION
 prometheus_module=github.com/prometheus/prometheus
 promtool_bin=$cache/bin/$prometheus_module@$PROMETHEUS_VERSION
+# Built from release sources (upstream.sh), keyed by the commit they were cut from.
+kfp_bin=$cache/bin/github.com/kubeflow/pipelines@$KFP_VERSION-${KFP_COMMIT:0:12}
+argo_bin=$cache/bin/github.com/argoproj/argo-workflows@$ARGO_WORKFLOWS_VERSION-${ARGO_WORKFLOWS_COMMIT:0:12}
+seaweedfs_module=github.com/seaweedfs/seaweedfs
+seaweedfs_bin=$cache/bin/$seaweedfs_module@$SEAWEEDFS_VERSION
+provisioner_module=github.com/rancher/local-path-provisioner
+provisioner_bin=$cache/bin/$provisioner_module@$LOCAL_PATH_PROVISIONER_VERSION
 
 build_kubernetes() {
   local work=$cache/build/kubernetes@$KUBERNETES_VERSION staging_version minor patch
@@ -74,7 +82,7 @@ build_coredns() {
 }
 
 # build_module MODULE VERSION DIR LDFLAGS COMMAND...: MODULE's COMMANDs (package paths inside
-# it) built into DIR. `go install MODULE/COMMAND@VERSION` refuses modules whose go.mod has
+# it, "." for its root) built into DIR. `go install MODULE/COMMAND@VERSION` refuses modules whose go.mod has
 # replace lines (skaffold's has six) and asks the proxy for the module's version list, which
 # it refuses for skaffold; a throwaway main module that takes over those lines does neither.
 build_module() {
@@ -94,12 +102,50 @@ build_module() {
     echo "require $module $version"
     grep -E '^replace ' "$upstream_mod" || true
   } > go.mod
-  for command in "$@"; do packages+=("$module/$command"); done
+  for command in "$@"; do  # "." is the module's root package
+    if [ "$command" = . ]; then packages+=("$module"); else packages+=("$module/$command"); fi
+  done
   go get "${packages[0]}@$version"
   echo "building $* from $module@$version" >&2
   mkdir -p "$dir.partial"
   go build -trimpath -ldflags "-s -w $ldflags" -o "$dir.partial/" "${packages[@]}"
   rm -rf "$dir" && mv "$dir.partial" "$dir"
+}
+
+# Kubeflow Pipelines' Go programs, from its release source, named and linked as its images
+# have them (backend/Dockerfile*): the driver and launcher static (CGO_ENABLED=0 netgo), the
+# API server and the two agents with cgo (go-sqlite3's driver, compiled into the storage
+# code, needs it), against the glibc of Debian 12, the base of the images they run in.
+build_kfp() {
+  local source
+  source=$("$here/upstream.sh" source kfp)
+  cd "$source"
+  echo "building the KFP $KFP_VERSION backend from its source ($source)" >&2
+  mkdir -p "$kfp_bin.partial"
+  local program cgo
+  for program in 1:apiserver:backend/src/apiserver \
+      1:persistence_agent:backend/src/agent/persistence \
+      1:controller:backend/src/crd/controller/scheduledworkflow \
+      0:driver:backend/src/v2/cmd/driver 0:launcher-v2:backend/src/v2/cmd/launcher-v2; do
+    cgo=${program%%:*} program=${program#*:}
+    CGO_ENABLED=$cgo go build -trimpath -tags netgo -ldflags "-s -w" \
+      -o "$kfp_bin.partial/${program%%:*}" "./${program#*:}"
+  done
+  rm -rf "$kfp_bin" && mv "$kfp_bin.partial" "$kfp_bin"
+}
+
+# Argo's workflow-controller and argoexec from the release source, stamped as its release
+# build stamps them (the controller logs the version; `argo version` style output).
+build_argo() {
+  local source v=github.com/argoproj/argo-workflows/v3
+  source=$("$here/upstream.sh" source argo)
+  cd "$source"
+  echo "building Argo Workflows $ARGO_WORKFLOWS_VERSION from its source ($source)" >&2
+  mkdir -p "$argo_bin.partial"
+  go build -trimpath -ldflags "-s -w -X $v.version=$ARGO_WORKFLOWS_VERSION \
+    -X $v.gitCommit=$ARGO_WORKFLOWS_COMMIT -X $v.gitTag=$ARGO_WORKFLOWS_VERSION \
+    -X $v.gitTreeState=clean" -o "$argo_bin.partial/" ./cmd/workflow-controller ./cmd/argoexec
+  rm -rf "$argo_bin" && mv "$argo_bin.partial" "$argo_bin"
 }
 
 if [ "${1:-}" = --promtool ]; then
@@ -120,5 +166,13 @@ if [ "${1:-}" != --dirs ]; then
     "-X $helm_module/internal/version.version=$HELM_VERSION" cmd/helm
   [ -x "$registry_bin/registry" ] || build_module "$registry_module" "$REGISTRY_VERSION" \
     "$registry_bin" "-X $registry_module/version.version=$REGISTRY_VERSION" cmd/registry
+  [ -x "$kfp_bin/launcher-v2" ] || build_kfp
+  [ -x "$argo_bin/argoexec" ] || build_argo
+  [ -x "$seaweedfs_bin/weed" ] || build_module "$seaweedfs_module" "$SEAWEEDFS_VERSION" \
+    "$seaweedfs_bin" "" weed
+  [ -x "$provisioner_bin/local-path-provisioner" ] || build_module "$provisioner_module" \
+    "$LOCAL_PATH_PROVISIONER_VERSION" "$provisioner_bin" \
+    "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" .
 fi
-printf '%s\n' "$kube_bin" "$coredns_bin" "$skaffold_bin" "$helm_bin" "$registry_bin"
+printf '%s\n' "$kube_bin" "$coredns_bin" "$skaffold_bin" "$helm_bin" "$registry_bin" \
+  "$kfp_bin" "$argo_bin" "$seaweedfs_bin" "$provisioner_bin"
