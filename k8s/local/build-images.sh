@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds every image the local cluster (k8s/local) runs, as docker-archive tarballs that the
 # node's containerd imports (`ctr -n k8s.io images import`), and writes
-# build/local-images.env: <NAME>_IMAGE=<reference> and <NAME>_ARCHIVE=<tarball> for PAUSE,
-# COREDNS, PYTHON_BASE, PIPELINE and, once its Dockerfile exists, TF_SERVING_STANDIN.
+# build/local-images.env: <NAME>_IMAGE=<reference> and <NAME>_ARCHIVE=<tarball> for each:
+# PAUSE, COREDNS, DEBIAN_BASE, PYTHON_BASE, PIPELINE, the stand-ins (TF_SERVING_STANDIN,
+# ML_METADATA_STANDIN, MARIADB) and what helm/kfp runs, under the names and tags it runs
+# (KFP_*, ARGO_*, SEAWEEDFS), and the volume provisioner (LOCAL_PATH_PROVISIONER).
 #
 # Nothing can be pulled on the machines this runs on, so every image is built from what can
-# be had: the static binaries of build-binaries.sh, Debian packages and PyPI.
+# be had: the binaries of build-binaries.sh (Go modules and upstream release sources),
+# Debian packages and PyPI. The Dockerfiles of the upstream programs' images are under
+# k8s/local/images/.
 #
 # Each tarball is $TFXKFP_CACHE/images/<image>-<hash of its inputs>.tar. One that exists is
 # used as it is, so a second run builds nothing; when an image's inputs change, its new
@@ -32,11 +36,24 @@ buildah=(buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" --storage-d
 # sandbox image kubelet v1.34 expects; versions.env wins once it defines it.
 PAUSE_IMAGE=registry.k8s.io/pause:${PAUSE_VERSION:-3.10}
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
+# A stable name: images are built FROM it, and the tarball's key follows its inputs.
+DEBIAN_BASE_IMAGE=localhost/tfx-kfp-gke/debian-base:bookworm
+# helm/kfp's images: KFP's at the chart's appVersion, Argo's at the argo-workflows chart's.
+KFP_IMAGE_PREFIX=ghcr.io/kubeflow/kfp
+ARGO_IMAGE_PREFIX=quay.io/argoproj
+# The version built (versions.env), not the 4.00 helm/kfp's default values name.
+SEAWEEDFS_IMAGE=docker.io/chrislusf/seaweedfs:${SEAWEEDFS_VERSION#v}
+LOCAL_PATH_PROVISIONER_IMAGE=docker.io/rancher/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION
+MARIADB_IMAGE=localhost/tfx-kfp-gke/mariadb:10.11
 # Tagged as the TF Serving release it stands in for: the one the tf-serving chart pins.
 serving_tag=$(awk '/^image:/ {block = 1} block && $1 == "tag:" {gsub(/"/, "", $2); print $2; exit}' \
   "$repo/helm/tf-serving/values.yaml")
 TF_SERVING_STANDIN_IMAGE=localhost/tfx-kfp-gke/tf-serving-standin:$serving_tag
 standin_dir=tests/standins/tf_serving
+mlmd_standin_dir=tests/standins/mlmd_server
+# Tagged as the ml-metadata library it hands every request to.
+ML_METADATA_STANDIN_IMAGE=localhost/tfx-kfp-gke/ml-metadata-standin:$(sed -n 's/^ml-metadata==//p' \
+  "$repo/constraints.txt")
 host_ca_bundle=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
 
 step="" log="" container="" line_open=""
@@ -88,7 +105,8 @@ build_pause() { build_scratch "$1" "$kube_bin/pause" 65535:65535 "$KUBERNETES_VE
 # for port 53; here the pod allows it instead (coredns.yaml: ip_unprivileged_port_start).
 build_coredns() { build_scratch "$1" "$coredns_bin/coredns" 65532:65532 "$COREDNS_VERSION"; }
 
-build_python_base() { "$here/python-base.sh" "$1"; }
+build_debian_base() { "$here/debian-base.sh" "$1"; }
+build_python_base() { "$here/python-base.sh" "$DEBIAN_BASE_IMAGE" "$1"; }
 
 # docker/pipeline/Dockerfile itself, on the python base. --network none: every pip step of
 # the Dockerfile finds its pin installed in the base already, so the build proves that too.
@@ -108,13 +126,57 @@ build_tf_serving_standin() {
     -f "$repo/$standin_dir/Dockerfile" -t "$1" "$repo/$standin_dir"
 }
 
-# The base must be in buildah's storage to build on; after a cache wipe only its tarball is.
-restore_base() {
-  if ! "${buildah[@]}" inspect --type image "$PYTHON_BASE_IMAGE" >/dev/null 2>&1; then
-    step="loading $PYTHON_BASE_IMAGE from $PYTHON_BASE_ARCHIVE" log=$logs/python-base-load.log
-    "${buildah[@]}" pull --quiet "docker-archive:$PYTHON_BASE_ARCHIVE" >"$log" 2>&1
+build_ml_metadata_standin() {
+  "${buildah[@]}" bud --pull-never --network none --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" \
+    -f "$repo/$mlmd_standin_dir/Dockerfile" -t "$1" "$repo/$mlmd_standin_dir"
+}
+
+# Debian's MariaDB: its RUN step installs from Debian's mirror.
+build_mariadb() {
+  "${buildah[@]}" bud --pull-never --network host --build-arg "BASE_IMAGE=$DEBIAN_BASE_IMAGE" \
+    -f "$here/images/mariadb/Dockerfile" -t "$1" "$here/images/mariadb"
+}
+
+# from_binaries REFERENCE IMAGE_DIR TARGET FILE...: k8s/local/images/IMAGE_DIR/Dockerfile's
+# TARGET ("" for none) on the Debian base, with a build context of exactly FILEs (binaries
+# built by build-binaries.sh, files of a release source). --network none: nothing is fetched.
+from_binaries() {
+  local reference=$1 dir=$2 target=$3 context; shift 3
+  context=$(mktemp -d)
+  cp "$@" "$context/"
+  "${buildah[@]}" bud --pull-never --network none --build-arg "BASE_IMAGE=$DEBIAN_BASE_IMAGE" \
+    --build-arg "TAG_NAME=$KFP_VERSION" --build-arg "COMMIT_SHA=$KFP_COMMIT" \
+    ${target:+--target "$target"} -f "$here/images/$dir/Dockerfile" -t "$reference" "$context"
+  rm -rf "$context"
+}
+build_kfp_api_server() {
+  from_binaries "$1" kfp api-server "$kfp_bin/apiserver" \
+    "$kfp_source/backend/src/apiserver/config/config.json"
+}
+build_kfp_persistence_agent() { from_binaries "$1" kfp persistence-agent "$kfp_bin/persistence_agent"; }
+build_kfp_scheduled_workflow_controller() {
+  from_binaries "$1" kfp scheduled-workflow-controller "$kfp_bin/controller"
+}
+build_kfp_driver() { from_binaries "$1" kfp driver "$kfp_bin/driver"; }
+build_kfp_launcher() { from_binaries "$1" kfp launcher "$kfp_bin/launcher-v2"; }
+build_workflow_controller() {
+  from_binaries "$1" argo workflow-controller "$argo_bin/workflow-controller"
+}
+build_argoexec() { from_binaries "$1" argo argoexec "$argo_bin/argoexec"; }
+build_seaweedfs() { from_binaries "$1" seaweedfs "" "$seaweedfs_bin/weed"; }
+build_local_path_provisioner() {
+  from_binaries "$1" local-path-provisioner "" "$provisioner_bin/local-path-provisioner"
+}
+
+# restore IMAGE ARCHIVE: an image to build on must be in buildah's storage; after a cache
+# wipe only its tarball is.
+restore() {
+  if ! "${buildah[@]}" inspect --type image "$1" >/dev/null 2>&1; then
+    step="loading $1 from $2" log=$logs/restore.log
+    "${buildah[@]}" pull --quiet "docker-archive:$2" >"$log" 2>&1
   fi
 }
+restore_base() { restore "$PYTHON_BASE_IMAGE" "$PYTHON_BASE_ARCHIVE"; }
 
 if [ "${1:-}" = --push-pipeline ]; then
   reference=${2:?usage: build-images.sh --push-pipeline REFERENCE}
@@ -146,7 +208,11 @@ image() {
   line_start "$short"
   if [ ! -s "$archive" ]; then
     state=built
-    case $short in pipeline | tf-serving-standin) restore_base ;; esac
+    case $short in
+      python-base | mariadb | kfp-* | workflow-controller | argoexec | seaweedfs | local-path-provisioner)
+        restore "$DEBIAN_BASE_IMAGE" "$DEBIAN_BASE_ARCHIVE" ;;
+      pipeline | tf-serving-standin | ml-metadata-standin) restore_base ;;
+    esac
     step="building $reference" log=$logs/$short.log
     "build_${short//-/_}" "$reference" >"$log" 2>&1
     step="exporting $reference to $archive"
@@ -164,17 +230,21 @@ image() {
   env_lines+=("${var}_IMAGE=$reference" "${var}_ARCHIVE=$archive")
 }
 
-# Static binaries: built once per version by build-binaries.sh, which prints their two
-# directories (kubernetes, coredns).
+# Binaries: built once per version by build-binaries.sh, which prints their directories
+# (kubernetes, coredns, skaffold, helm, registry, kfp, argo, seaweedfs, provisioner).
 step="build-binaries.sh" log=$logs/binaries.log start=$SECONDS
 line_start binaries
 bin_dirs=$(bash "$here/build-binaries.sh" 2>"$log")
 kube_bin=$(sed -n 1p <<<"$bin_dirs") coredns_bin=$(sed -n 2p <<<"$bin_dirs")
-if [ ! -x "$kube_bin/pause" ] || [ ! -x "$coredns_bin/coredns" ]; then
-  fail "build-binaries.sh printed no directories with pause and coredns: $bin_dirs"
-fi
+kfp_bin=$(sed -n 6p <<<"$bin_dirs") argo_bin=$(sed -n 7p <<<"$bin_dirs")
+seaweedfs_bin=$(sed -n 8p <<<"$bin_dirs") provisioner_bin=$(sed -n 9p <<<"$bin_dirs")
+for binary in "$kube_bin/pause" "$coredns_bin/coredns" "$kfp_bin/apiserver" "$argo_bin/argoexec" \
+    "$seaweedfs_bin/weed" "$provisioner_bin/local-path-provisioner"; do
+  [ -x "$binary" ] || fail "build-binaries.sh built no $binary: $bin_dirs"
+done
+kfp_source=$("$here/upstream.sh" source kfp 2>>"$log")
 log=""
-line_end ready "$start" "$kube_bin, $coredns_bin"
+line_end ready "$start" "$(wc -l <<<"$bin_dirs") directories under $cache/bin"
 
 # Keys: what goes into the image, and the recipe (the function that builds it).
 recipe() { declare -f "$@" | short_hash; }
@@ -183,7 +253,10 @@ image PAUSE pause "$PAUSE_IMAGE" \
 image COREDNS coredns "$COREDNS_IMAGE" \
   "$({ sha256sum <"$coredns_bin/coredns"; echo "$COREDNS_IMAGE"; recipe build_scratch build_coredns; } | short_hash)"
 
-base_key=$("$here/python-base.sh" --inputs | short_hash)
+debian_key=$({ "$here/debian-base.sh" --inputs; recipe build_debian_base; } | short_hash)
+image DEBIAN_BASE debian-base "$DEBIAN_BASE_IMAGE" "$debian_key"
+
+base_key=$({ "$here/python-base.sh" --inputs; echo "$debian_key"; } | short_hash)
 tfx_version=$(sed -n 's/^tfx==//p' "$repo/constraints.txt")
 image PYTHON_BASE python-base "localhost/tfx-kfp-gke/python-base:$tfx_version-$base_key" "$base_key"
 
@@ -199,6 +272,37 @@ else
   line_start tf-serving-standin
   line_end skip "$SECONDS" "no $standin_dir/Dockerfile yet"
 fi
+
+mlmd_key=$({ tree_hash "$mlmd_standin_dir"; echo "$PYTHON_BASE_IMAGE $ML_METADATA_STANDIN_IMAGE"
+             recipe build_ml_metadata_standin; } | short_hash)
+image ML_METADATA_STANDIN ml-metadata-standin "$ML_METADATA_STANDIN_IMAGE" "$mlmd_key"
+image MARIADB mariadb "$MARIADB_IMAGE" \
+  "$({ tree_hash k8s/local/images/mariadb; echo "$debian_key $MARIADB_IMAGE"; recipe build_mariadb; } \
+     | short_hash)"
+
+# upstream IMAGE_VAR SHORT REFERENCE FILE...: an image of k8s/local/images, keyed by the
+# files it is built from, its Dockerfile, the base and its recipe.
+upstream() {
+  local var=$1 short=$2 reference=$3 dir; shift 3
+  case $short in kfp-*) dir=kfp ;; workflow-controller | argoexec) dir=argo ;; *) dir=$short ;; esac
+  image "$var" "$short" "$reference" "$({ sha256sum "$@" | cut -d' ' -f1
+    tree_hash "k8s/local/images/$dir"; echo "$debian_key $reference $KFP_VERSION $KFP_COMMIT"
+    recipe from_binaries "build_${short//-/_}"; } | short_hash)"
+}
+upstream KFP_API_SERVER kfp-api-server "$KFP_IMAGE_PREFIX-api-server:$KFP_VERSION" \
+  "$kfp_bin/apiserver" "$kfp_source/backend/src/apiserver/config/config.json"
+upstream KFP_PERSISTENCE_AGENT kfp-persistence-agent \
+  "$KFP_IMAGE_PREFIX-persistence-agent:$KFP_VERSION" "$kfp_bin/persistence_agent"
+upstream KFP_SCHEDULED_WORKFLOW kfp-scheduled-workflow-controller \
+  "$KFP_IMAGE_PREFIX-scheduled-workflow-controller:$KFP_VERSION" "$kfp_bin/controller"
+upstream KFP_DRIVER kfp-driver "$KFP_IMAGE_PREFIX-driver:$KFP_VERSION" "$kfp_bin/driver"
+upstream KFP_LAUNCHER kfp-launcher "$KFP_IMAGE_PREFIX-launcher:$KFP_VERSION" "$kfp_bin/launcher-v2"
+upstream ARGO_WORKFLOW_CONTROLLER workflow-controller \
+  "$ARGO_IMAGE_PREFIX/workflow-controller:$ARGO_WORKFLOWS_VERSION" "$argo_bin/workflow-controller"
+upstream ARGO_EXEC argoexec "$ARGO_IMAGE_PREFIX/argoexec:$ARGO_WORKFLOWS_VERSION" "$argo_bin/argoexec"
+upstream SEAWEEDFS seaweedfs "$SEAWEEDFS_IMAGE" "$seaweedfs_bin/weed"
+upstream LOCAL_PATH_PROVISIONER local-path-provisioner "$LOCAL_PATH_PROVISIONER_IMAGE" \
+  "$provisioner_bin/local-path-provisioner"
 
 # buildah's storage keeps what the tarballs hold, no more (a python image is gigabytes):
 # earlier tags of the content-tagged images go, and so do images a rebuild left untagged.

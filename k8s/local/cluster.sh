@@ -15,8 +15,9 @@
 # certificates, kubeconfigs, containerd's and kubelet's directories, the model store and the
 # logs. Outside it, and undone by `down`: the bridge tfxkfp0 (the node's address and the pod
 # network), iptables rules (kube-proxy's and the CNI plugins'), cgroups under kubepods/, pod
-# network namespaces and the bind mount of the store at /var/local/tfx, where the
-# local-cluster component's PersistentVolumes (k8s/components/local-cluster) expect it.
+# network namespaces, the bind mount of the store at /var/local/tfx, where the local-cluster
+# component's PersistentVolumes (k8s/components/local-cluster) expect it, and the bind mount
+# of the dynamically provisioned volumes at /var/local/tfx-volumes (local-path-storage.yaml).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +39,8 @@ API_PORT=6443
 REGISTRY=localhost:5000
 ETCD_CLIENT_URL=http://127.0.0.1:2379
 STORE_MOUNT=/var/local/tfx
+# Where local-path-provisioner (local-path-storage.yaml) makes each claim's directory.
+VOLUMES_MOUNT=/var/local/tfx-volumes
 # The registry's blobs: a build cache like the image tarballs, so it outlives `down`.
 registry_storage=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}/registry
 # What the node needs from Debian: the container runtime, CNI plugins, etcd, the image
@@ -246,8 +249,9 @@ prepare_host() {
   mkdir -p "$state/store/data/social_network_ads" "$state/store/serving/social_network_ads"
   # Steps (uid 1000) and TF Serving (uid 10001) write and read here, as on kind.
   chmod -R a+rwX "$state/store"
-  mkdir -p "$STORE_MOUNT"
+  mkdir -p "$STORE_MOUNT" "$state/volumes" "$VOLUMES_MOUNT"
   mountpoint -q "$STORE_MOUNT" || mount --bind "$state/store" "$STORE_MOUNT"
+  mountpoint -q "$VOLUMES_MOUNT" || mount --bind "$state/volumes" "$VOLUMES_MOUNT"
   # Pods get no name server but the cluster's: this machine has no upstream to forward to.
   printf 'nameserver %s\n' "$DNS_SERVICE_IP" | write_file "$state/resolv.conf"
 }
@@ -317,16 +321,21 @@ EOF
 
 load_images() {
   # Images come from docker-archive tarballs built here (k8s/local/build-images.sh); the
-  # registry beside the cluster holds only what skaffold pushes. Import only what containerd
-  # does not have yet.
-  local have image_key image archive_key
-  have=$(ctr -a "$containerd_sock" -n k8s.io images ls -q)
+  # registry beside the cluster holds only what skaffold pushes. A tarball's name is a hash
+  # of the image's inputs, and several images keep their upstream tag across rebuilds
+  # (ghcr.io/kubeflow/kfp-api-server:2.16.1), so what containerd holds is recorded by tarball:
+  # an image is imported when its tarball is not the one imported last.
+  local imported=$state/images.imported image_key image archive_key
+  touch "$imported"
   for image_key in $(grep -oE '^[A-Z_]+_IMAGE' "$images_env"); do
     image=${!image_key}
     archive_key=${image_key%_IMAGE}_ARCHIVE
-    grep -qxF "$image" <<<"$have" && continue
+    grep -qxF "$image ${!archive_key}" "$imported" && continue
     say "importing $image"
     ctr -a "$containerd_sock" -n k8s.io images import "${!archive_key}" >/dev/null
+    { awk -v image="$image" '$1 != image' "$imported"; echo "$image ${!archive_key}"; } \
+      >"$imported.new"
+    mv "$imported.new" "$imported"
   done
 }
 
@@ -429,6 +438,11 @@ up() {
   kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout="${START_SECONDS}s" >/dev/null
   kubectl -n kube-system rollout status deployment/coredns --timeout="${START_SECONDS}s" >/dev/null \
     || { kubectl -n kube-system describe pods -l k8s-app=kube-dns >&2; exit 1; }
+  # The default StorageClass, whose provisioner makes a directory per claim.
+  kubectl apply --server-side -f "$here/local-path-storage.yaml" >/dev/null
+  kubectl -n local-path-storage rollout status deployment/local-path-provisioner \
+    --timeout="${START_SECONDS}s" >/dev/null \
+    || { kubectl -n local-path-storage describe pods >&2; exit 1; }
   # Namespaces with their Pod Security labels and the store's PersistentVolumes.
   kubectl apply -k "$repo/k8s/overlays/local" >/dev/null
   # The volume controller binds pre-bound claims on its next pass (every 15 s).
@@ -436,15 +450,16 @@ up() {
     --timeout="${START_SECONDS}s" >/dev/null
   kubectl -n tfx-serving wait --for=jsonpath='{.status.phase}'=Bound pvc/tfx-models \
     --timeout="${START_SECONDS}s" >/dev/null
-  say "up: node $NODE_NAME Ready, CoreDNS serving; KUBECONFIG below"
+  say "up: node $NODE_NAME Ready, CoreDNS and the local-path provisioner serving; KUBECONFIG below"
   echo "$kubeconfig"
 }
 
 # --- down -------------------------------------------------------------------------------
 
-our_mounts() {  # mount points under $state and the store's bind mount, deepest first
-  awk -v state="$state" -v store="$STORE_MOUNT" \
-    '$2 == store || index($2, state "/") == 1 { print $2 }' /proc/self/mounts | sort -r
+our_mounts() {  # mount points under $state and the two bind mounts, deepest first
+  awk -v state="$state" -v store="$STORE_MOUNT" -v volumes="$VOLUMES_MOUNT" \
+    '$2 == store || $2 == volumes || index($2, state "/") == 1 { print $2 }' /proc/self/mounts \
+    | sort -r
 }
 
 remove_pods() {

@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
 # Builds the image that stands in for tensorflow/tfx:1.16.0 on the local cluster, where no
-# registry can be pulled from: Debian bookworm (minbase) from Debian's packages, Python 3.11,
-# and the project's pinned TFX stack in a virtualenv at /opt/venv, first on PATH.
+# registry can be pulled from: the local cluster's Debian base (debian-base.sh), Python 3.11
+# from Debian's packages, and the project's pinned TFX stack in a virtualenv at /opt/venv,
+# first on PATH.
 #
-#   k8s/local/python-base.sh IMAGE     build IMAGE into buildah's storage (see below)
-#   k8s/local/python-base.sh --inputs  print everything the image is made from, one per line;
-#                                      build-images.sh keys the image by a hash of it
-#
-# A script rather than a Dockerfile: a Dockerfile needs a FROM image, and there is none to
-# pull. debootstrap writes the root filesystem straight into the mount of a `buildah from
-# scratch` container; the rest runs in that container (`buildah run`), which is committed
-# as one layer.
+#   k8s/local/python-base.sh BASE IMAGE  build IMAGE on BASE into buildah's storage
+#   k8s/local/python-base.sh --inputs    print everything the image is made from, one per
+#                                        line; build-images.sh keys the image by a hash of it
+#                                        and of BASE
 #
 # The TFX stack is installed as `make setup` installs it (DESIGN.md, Versions): pip
 # $PIP_VERSION, --ignore-requires-python, --constraint constraints.txt, and the package's
@@ -26,15 +23,12 @@ cache=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}
 # passes the same two directories).
 buildah=(buildah --root "${BUILDAH_ROOT:-$cache/buildah/root}"
          --runroot "${BUILDAH_RUNROOT:-$cache/buildah/runroot}" --storage-driver overlay)
-# Debian packages of earlier builds (debootstrap's and apt's), mounted during the build only.
-# No such cache for pip: its HTTP cache keeps only responses whose headers allow it, and the
-# egress proxy of this project's build VMs strips them; a wheelhouse filled by `pip download`
-# was tried and saved about 30 s of a build of several minutes, for a second resolution.
+# Debian packages of earlier builds, mounted during the build only. No such cache for pip:
+# its HTTP cache keeps only responses whose headers allow it, and the egress proxy of this
+# project's build VMs strips them; a wheelhouse filled by `pip download` was tried and saved
+# about 30 s of a build of several minutes, for a second resolution.
 debs=$cache/debs
 
-DEBIAN_SUITE=bookworm
-DEBIAN_MIRROR=http://deb.debian.org/debian
-DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security
 VENV=/opt/venv
 # Pulled in unpinned by astunparse (a TensorFlow dependency) and left out of constraints.txt
 # by `make constraints`, so pinned here.
@@ -54,7 +48,6 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 ' "$repo/pyproject.toml")
 
 inputs() {
-  echo "debian $DEBIAN_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR"
   echo "pip==$PIP_VERSION setuptools==$SETUPTOOLS_VERSION wheel==$WHEEL_VERSION"
   echo "dependencies ${DEPENDENCIES[*]}"
   echo "constraints $(sha256sum <"$repo/constraints.txt" | cut -d' ' -f1)"
@@ -62,48 +55,13 @@ inputs() {
 }
 
 if [ "${1:-}" = --inputs ]; then inputs; exit 0; fi
-[ $# -eq 1 ] || { echo "usage: $0 IMAGE | --inputs" >&2; exit 2; }
-image=$1
+[ $# -eq 2 ] || { echo "usage: $0 BASE IMAGE | --inputs" >&2; exit 2; }
+base=$1 image=$2
 mkdir -p "$debs"
 
-container=$("${buildah[@]}" from scratch)
+container=$("${buildah[@]}" from --pull-never "$base")
 trap '"${buildah[@]}" rm "$container" >/dev/null 2>&1 || true' EXIT
 rootfs=$("${buildah[@]}" mount "$container")
-
-# Priority-required packages and apt only: no init system, no docs packages.
-debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-  --cache-dir="$debs" \
-  "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR"
-# Nothing of the build host's stays: the runtime mounts its own /dev, resolv.conf, hostname.
-find "$rootfs/dev" -mindepth 1 -delete
-: >"$rootfs/etc/resolv.conf"
-: >"$rootfs/etc/hostname"
-
-# Later dpkg runs (here and in images built on this one) skip docs, man pages and
-# translations, as Debian's slim images do; licences (copyright files) stay.
-cat >"$rootfs/etc/dpkg/dpkg.cfg.d/excludes" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-exclude /usr/share/lintian/*
-EOF
-# Security and point-release updates too, not only the suite debootstrap fetched.
-rm -f "$rootfs/etc/apt/sources.list"
-cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $DEBIAN_MIRROR
-Suites: $DEBIAN_SUITE $DEBIAN_SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: $DEBIAN_SECURITY_MIRROR
-Suites: $DEBIAN_SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
 
 run=("${buildah[@]}" run --network host --env DEBIAN_FRONTEND=noninteractive)
 # python3-venv for the venv's bootstrap pip; passwd (groupadd, useradd) and libc-bin (getent)
@@ -112,9 +70,8 @@ run=("${buildah[@]}" run --network host --env DEBIAN_FRONTEND=noninteractive)
 # (pyfarmhash); they are purged before the commit, so no compiler is in the image.
 "${run[@]}" --volume "$debs:/var/cache/apt/archives" "$container" -- sh -euc '
   apt-get update -q
-  apt-get upgrade -y -q
   apt-get install -y -q --no-install-recommends \
-    python3 python3-venv ca-certificates passwd libc-bin g++ python3-dev
+    python3 python3-venv passwd libc-bin g++ python3-dev
   rm -rf /var/lib/apt/lists/*'
 
 # What the install reads from the host, bound in for the build only: constraints.txt, and
@@ -145,18 +102,8 @@ rmdir "$rootfs/var/tmp/build"
 
 "${run[@]}" "$container" -- sh -euc '
   apt-get purge -y -q --auto-remove g++ python3-dev
-  rm -rf /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/debconf/*-old \
-    /var/log/apt /var/log/dpkg.log \
-    /var/log/alternatives.log /var/log/bootstrap.log
-  # What debootstrap unpacked before the dpkg excludes existed.
-  find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
-  find /usr/share/doc -mindepth 1 -type d -empty -delete
-  rm -rf /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian/*'
-
-# buildah run leaves an empty /etc/hosts behind; a runtime that mounts none of its own (ctr
-# run) must still resolve localhost, which Beam's workers connect to.
-printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
-chmod 0644 "$rootfs/etc/hosts"
+  rm -rf /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
+    /var/log/alternatives.log'
 
 "${buildah[@]}" config \
   --env "PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
@@ -164,7 +111,7 @@ chmod 0644 "$rootfs/etc/hosts"
   --env LANG=C.UTF-8 \
   --cmd '["python"]' \
   --label org.opencontainers.image.title="tfx-kfp-gke python base" \
-  --label org.opencontainers.image.description="Debian $DEBIAN_SUITE, Python 3.11 and the pinned TFX 1.16 stack: the local cluster's stand-in for tensorflow/tfx:1.16.0" \
+  --label org.opencontainers.image.description="Debian bookworm, Python 3.11 and the pinned TFX 1.16 stack: the local cluster's stand-in for tensorflow/tfx:1.16.0" \
   --label org.opencontainers.image.licenses=Apache-2.0 \
   "$container"
 "${buildah[@]}" commit --quiet --rm "$container" "$image" >/dev/null
