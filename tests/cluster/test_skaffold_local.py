@@ -3,13 +3,14 @@
 skaffold v2.16.1 and helm v3.22.0 are built from their Go modules (k8s/local/build-binaries.sh)
 and run in a copy of the working tree, because the dev-loop test edits a file under pipeline/.
 `-p local,offline`: the local profile builds the pipeline image with buildah and pushes it to
-the cluster's registry; offline, because this machine cannot fetch the kfp and monitoring
-charts' dependencies nor pull KFP's images, deploys TF Serving alone (on its stand-in image)
-and runs the pipeline as a Job in the new image where the kind profile submits it to KFP
-(skaffold.yaml). What that leaves unproven is listed in the README ("What is proven here").
+the cluster's registry; offline, because this machine cannot fetch the monitoring chart's
+dependency, deploys TF Serving alone (on its stand-in image) and runs the pipeline as a Job
+in the new image where the kind profile submits it to KFP (skaffold.yaml). The run on KFP
+itself is test_kfp_runs.py's. What is left unproven is listed in the README ("What is proven
+here").
 
 The README's by-hand helm commands for kind run here too, with the real helm CLI, adapted only
-in the values the local cluster needs (the stand-in images).
+in the values the local cluster needs (helm/tf-serving/ci/local-values.yaml: the stand-in).
 """
 
 from __future__ import annotations
@@ -259,14 +260,6 @@ def _readme_block(after: str) -> list[str]:
     return [shlex.join(shlex.split(c, comments=True)) for c in commands if c.strip()]
 
 
-def _offline_values() -> list[str]:
-    """The --set arguments the offline profile gives the tf-serving release (skaffold.yaml)."""
-    app = list(yaml.safe_load_all((REPO / "skaffold.yaml").read_text()))[1]
-    [offline] = [p for p in app["profiles"] if p["name"] == "offline"]
-    [values] = [p["value"] for p in offline["patches"] if p["path"].endswith("/setValues")]
-    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-
-
 def test_the_readme_kind_commands_for_tf_serving_run_with_the_helm_cli(
         skaffold_run, tools_env, workspace):
     assert skaffold_run.returncode == 0
@@ -277,7 +270,8 @@ def test_the_readme_kind_commands_for_tf_serving_run_with_the_helm_cli(
     for command in [*install, *test]:
         args = shlex.split(command)
         if args[1] == "upgrade":
-            args += _offline_values()
+            # The local cluster's values on top: the stand-in images (skaffold's local profile).
+            args += ["-f", "helm/tf-serving/ci/local-values.yaml"]
         result = _run(args, tools_env, workspace, HELM_SECONDS)
         assert result.returncode == 0, command
     result = _run(["kubectl", "apply", "-k", "k8s/overlays/local"], tools_env, workspace,

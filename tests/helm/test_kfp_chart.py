@@ -672,3 +672,34 @@ def test_every_fixed_name_is_a_valid_dns_label():
     rendered = {o["metadata"]["name"] for o in objects()}
     assert fixed <= rendered
     assert all(fnmatch.fnmatchcase(n, "[a-z]*") and len(n) <= 63 for n in fixed)
+
+
+def test_api_server_gets_the_visualization_address_it_exits_without():
+    # KFP 2.16.1's API server calls GetStringConfig on both and exits when either is unset,
+    # which it was here until a real API server ran (the chart runs no visualization server and
+    # turns Service links off).
+    values = env(objects(), "api-server")
+    assert values["ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_HOST"] == \
+        f"ml-pipeline-visualizationserver.{SUFFIX}"
+    assert values["ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_PORT"] == "8888"
+    pod = one(objects(), "Deployment", component="api-server")["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+
+
+def test_ui_and_envoy_can_be_turned_off_and_the_notes_then_name_the_api():
+    objs = objects(KIND, ui={"enabled": False}, metadataEnvoy={"enabled": False})
+    components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objs}
+    assert not components & {"ui", "metadata-envoy"}
+    assert find(objs, "Deployment", component="api-server")
+    notes = render_templates(CHART, [KIND], {"ui": {"enabled": False}}, NAMESPACE)[
+        "kfp/templates/NOTES.txt"]
+    assert "port-forward svc/ml-pipeline 8080:8888" in notes
+    assert "ml-pipeline-ui" not in notes
+
+
+def test_mysql_takes_its_server_options_from_the_values():
+    default = container(objects(), "mysql")["args"]
+    assert "--mysql-native-password=ON" in default and "--datadir=/var/lib/mysql/data" in default
+    local = container(objects(CI / "local-values.yaml"), "mysql")
+    assert local["args"] == yaml.safe_load((CI / "local-values.yaml").read_text())["mysql"]["args"]
+    assert local["image"].startswith("localhost/tfx-kfp-gke/mariadb:")

@@ -214,19 +214,54 @@ def test_pipeline_env_matches_the_cluster(built, node):
 
 
 
-def test_local_cluster_settings_are_kinds_but_for_where_the_node_ports_answer(built, node_ports):
-    # k8s/local/pipeline.env, for `skaffold dev -p local`: the local cluster's node is this
-    # machine, so the fixed NodePorts answer on 127.0.0.1 at the nodePort itself.
+def test_local_cluster_settings_are_kinds_but_for_where_the_node_ports_answer(built):
+    # k8s/local/pipeline.env, for the commands run on the local cluster's node (this machine):
+    # kind's settings, with each address at a fixed NodePort on 127.0.0.1, plus the ML
+    # Metadata and TF Serving gRPC addresses that only the local overlay publishes.
     local = read_env(REPO / "k8s" / "local" / "pipeline.env")
     kind = read_env(KIND_ENV)
-    urls = {"TFXKFP_KFP_HOST": 8080, "TFXKFP_SERVING_URL": 8501}
-    assert set(local) == set(kind) - {"TFXKFP_KIND_STORE"}
-    for key in set(local) - set(urls):
+    urls = {"TFXKFP_KFP_HOST", "TFXKFP_SERVING_URL", "TFXKFP_METADATA_GRPC",
+            "TFXKFP_SERVING_GRPC"}
+    # The stand-in the InfraValidator runs where tensorflow/serving cannot be pulled.
+    local_only = {"TFXKFP_TF_SERVING_IMAGE"}
+    assert set(local) == set(kind) - {"TFXKFP_KIND_STORE"} | urls | local_only
+    for key in set(local) - urls - local_only:
         assert local[key] == kind[key], key
-    local_ports = {port["nodePort"] for service in of_kind(built["local"], "Service")
-                   for port in service["spec"].get("ports", []) if "nodePort" in port}
-    for key, host_port in urls.items():
-        url = urlsplit(local[key])
-        assert url.hostname == "127.0.0.1" and url.port in local_ports, key
-        service, _ = node_ports[url.port]
-        assert service["metadata"]["name"] == EXPOSED[host_port][1], key
+    services = {port["nodePort"]: service for service in of_kind(built["local"], "Service")
+                for port in service["spec"].get("ports", []) if "nodePort" in port}
+    for key in urls:
+        address = urlsplit(local[key] if "://" in local[key] else f"tcp://{local[key]}")
+        assert address.hostname == "127.0.0.1" and address.port in services, key
+
+
+# What each NodePort of the local overlay must reach: (chart, scenario, container port).
+LOCAL_NODE_PORTS = {
+    30888: ("kfp", "local-values.yaml", 8888),
+    30808: ("kfp", "local-values.yaml", 8080),
+    30500: ("tf-serving", "local-values.yaml", "grpc"),
+    30501: ("tf-serving", "local-values.yaml", "http"),
+}
+
+
+@pytest.mark.parametrize("node_port", sorted(LOCAL_NODE_PORTS))
+def test_local_node_ports_reach_the_chart_pods(built, node_port):
+    chart, scenario, container_port = LOCAL_NODE_PORTS[node_port]
+    rendering, reason = _chart_rendering()
+    if rendering is None:
+        print(f"note: selectors not checked against helm/{chart}: {reason}")
+        pytest.skip(reason)
+    chart_dir = REPO / "helm" / chart
+    [service] = [s for s in of_kind(built["local"], "Service")
+                 for p in s["spec"].get("ports", []) if p.get("nodePort") == node_port]
+    objects = rendering.render(chart_dir, [chart_dir / "ci" / scenario],
+                               namespace=service["metadata"]["namespace"])
+    selector, [port] = service["spec"]["selector"], service["spec"]["ports"]
+    matches = [w for w in objects if w["kind"] == "Deployment" and selector.items()
+               <= w["spec"]["template"]["metadata"]["labels"].items()]
+    assert len(matches) == 1, f"{describe(service)} selects {[describe(m) for m in matches]}"
+    ports = [p for c in matches[0]["spec"]["template"]["spec"]["containers"]
+             for p in c.get("ports") or []]
+    targets = [p for p in ports if port["targetPort"] in (p["containerPort"], p.get("name"))]
+    assert len(targets) == 1, f"{describe(matches[0])} has no port {port['targetPort']}"
+    assert container_port in (targets[0]["containerPort"], targets[0].get("name")), \
+        f"{describe(service)} reaches port {port['targetPort']}, not {container_port}"
