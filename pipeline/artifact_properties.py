@@ -17,6 +17,12 @@ PUSHED_VERSION = "pushed_version"
 NOT_PUSHED_REASON = "not_pushed_reason"
 # InfraBlessing: why the model did not serve (both InfraValidators).
 INFRA_REASON = "reason"
+# ModelEvaluation: the candidate's overall metrics (a number each, named as TFMA names them),
+# and ModelBlessing: the failed thresholds when not blessed, one line each; so that a run is
+# readable from ML Metadata alone (`tfxkfp runs show`, the KFP UI's artifact view).
+EVALUATOR_FAILURES = "failures"
+# ExampleAnomalies: every anomaly found, a JSON list of {"feature", "description"}.
+ANOMALIES = "anomalies"
 # The baseline Model (LatestServedModel): 0 when nothing is served yet, and the version
 # directory it was read from.
 BASELINE_FOUND = "baseline_found"

@@ -111,13 +111,13 @@ def _baseline_model(config: PipelineConfig) -> BaseNode:
 def _example_validation(
     config: PipelineConfig, statistics, schema
 ) -> tuple[list[BaseNode], BaseNode]:
-    """ExampleValidator against the curated schema; where the target can, also drift.
+    """Validation against the curated schema; where the target can, also drift.
 
     The drift baseline, the last accepted span's statistics, comes from a Resolver over ML
     Metadata (targets.Target.checks_drift says where that works).
     """
     if not config.platform.checks_drift:
-        return [], tfx.components.ExampleValidator(
+        return [], DriftAwareExampleValidator(
             statistics=statistics, schema=schema
         ).with_id(node_ids.EXAMPLE_VALIDATOR)
     previous_span = tfx.dsl.Resolver(
@@ -138,7 +138,8 @@ def _example_validation(
 
 def _infra_validator(config: PipelineConfig, trained_model, examples) -> InfraValidatorComponent:
     """LOAD_AND_QUERY: TF Serving in a pod, or the model loaded in process (targets.Target)."""
-    serving = tfx.proto.TensorFlowServing(tags=[config.tf_serving_tag])
+    serving = tfx.proto.TensorFlowServing(
+        image_name=config.tf_serving_image, tags=[config.tf_serving_tag])
     validation_spec = infra_validator_pb2.ValidationSpec(max_loading_time_seconds=120)
     # TFX's TF Serving client only builds requests for signatures that take serialized
     # examples; the in-process flavour queries the raw-feature signature too.

@@ -158,7 +158,7 @@ def _baseline(record: RunRecord) -> str | None:
     return _string_property(baseline, artifact_properties.SOURCE_VERSION_DIR) or baseline.uri
 
 
-def _evaluator_failures(evaluation_uri: str) -> list[str]:
+def evaluator_failures(evaluation_uri: str) -> list[str]:
     """TFMA's failed thresholds, one line each: a floor, or a drop against the baseline."""
     failures = []
     for per_slice in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
@@ -180,7 +180,7 @@ def gate_failures(record: RunRecord) -> list[dict[str, str]]:
     if evaluation_uri and record.state(node_ids.EVALUATOR) == "complete" \
             and _int_property(evaluator_blessing, artifact_properties.BLESSED) == 0:
         found += [{"gate": node_ids.EVALUATOR, "reason": reason}
-                  for reason in _evaluator_failures(evaluation_uri)]
+                  for reason in evaluator_failures(evaluation_uri)]
     infra_blessing = record.output_artifact(node_ids.INFRA_VALIDATOR, BLESSING_KEY)
     if _int_property(infra_blessing, artifact_properties.BLESSED) == 0:
         found.append({"gate": node_ids.INFRA_VALIDATOR,

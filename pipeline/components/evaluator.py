@@ -1,9 +1,16 @@
-"""TFX's Evaluator, told apart "no baseline yet" from a baseline model.
+"""TFX's Evaluator, told apart "no baseline yet" from a baseline model, and readable from
+ML Metadata.
 
 With TFX's Resolver an absent baseline is an empty input. A component always produces its
 output artifact, so ``LatestServedModel`` marks an empty one instead; this executor drops
 such a baseline before TFX's Evaluator sees it, and the model is judged on the value
 thresholds alone, as TFX does on a first run.
+
+TFX keeps the metrics and the failed thresholds in files under the artifacts' URIs, which on
+a cluster are in an object store. The executor also records them on the artifacts, as
+custom properties: the candidate's overall metrics on the evaluation, the failed thresholds
+on a blessing that was refused. ML Metadata then tells the verdict and why (``tfxkfp runs
+show``; the KFP UI shows them with the artifact).
 """
 
 from typing import Any
@@ -14,13 +21,14 @@ from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
-from pipeline.artifact_properties import BASELINE_FOUND
+from pipeline import artifact_properties
+from pipeline.run_summary import evaluator_failures, read_metrics
 
 
 def _is_placeholder(artifact: types.Artifact) -> bool:
     return (
-        artifact.has_custom_property(BASELINE_FOUND)
-        and artifact.get_int_custom_property(BASELINE_FOUND) == 0
+        artifact.has_custom_property(artifact_properties.BASELINE_FOUND)
+        and artifact.get_int_custom_property(artifact_properties.BASELINE_FOUND) == 0
     )
 
 
@@ -37,6 +45,17 @@ class BaselineAwareEvaluatorExecutor(tfx_evaluator_executor.Executor):
         if baselines:
             inputs[key] = baselines
         super().Do(inputs, output_dict, exec_properties)
+        [evaluation] = output_dict[standard_component_specs.EVALUATION_KEY]
+        for name, value in read_metrics(evaluation.uri)["overall"].items():
+            if isinstance(value, int):
+                evaluation.set_int_custom_property(name, value)
+            else:
+                evaluation.set_float_custom_property(name, value)
+        [blessing] = output_dict[standard_component_specs.BLESSING_KEY]
+        if blessing.get_int_custom_property(artifact_properties.BLESSED) == 0:
+            blessing.set_string_custom_property(
+                artifact_properties.EVALUATOR_FAILURES,
+                "\n".join(evaluator_failures(evaluation.uri)))
 
 
 class BaselineAwareEvaluator(Evaluator):

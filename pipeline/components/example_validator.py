@@ -6,14 +6,16 @@ config of its own, infers a schema from the baseline and writes anomalies in ano
 This executor keeps ExampleValidator's output (one ``SchemaDiff.pb`` per split, which the
 AnomaliesGate and ``run_summary.json`` read) and hands the baseline to the same TFDV call,
 so the ``drift_comparator``s of the curated schema apply: schema and drift anomalies come
-from one ``tfdv.validate_statistics``.
+from one ``tfdv.validate_statistics``. It also records the anomalies on the artifact (custom
+property ``anomalies``), so that ML Metadata alone says why a run stopped at the gate.
 
 The baseline is what Transform computed on the last span it accepted (its pre-transform
 statistics, resolved from ML Metadata by ``LatestIfAnyStrategy``): the train split of the
 last span that got through validation. A rejected span never becomes the baseline, so data
 that is fixed after a refusal passes again. Only the train split is compared, as the
 baseline is a train split; the eval split, a quarter of the rows, would add sampling noise
-and no information. Without a baseline (the first run) the schema is checked alone.
+and no information. Without a baseline (the first run, and targets without that Resolver:
+``targets.Target.checks_drift``) the schema is checked alone.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec
 from tfx.utils import io_utils, writer_utils
 
 from pipeline import artifact_properties
-from pipeline.components.anomalies_gate import SCHEMA_DIFF_FILE
+from pipeline.components.anomalies_gate import SCHEMA_DIFF_FILE, read_anomalies
 
 DRIFT_SPLIT = "train"
 
@@ -100,6 +102,8 @@ class DriftAwareExampleValidatorExecutor(base_executor.BaseExecutor):
                 not (found.anomaly_info or found.HasField("dataset_anomaly_info"))
             )
         anomalies.set_json_value_custom_property(artifact_properties.BLESSED, blessed)
+        anomalies.set_json_value_custom_property(
+            artifact_properties.ANOMALIES, read_anomalies(anomalies.uri))
 
 
 class DriftAwareExampleValidatorSpec(ComponentSpec):
@@ -132,7 +136,7 @@ class DriftAwareExampleValidator(base_component.BaseComponent):
         self,
         statistics: types.BaseChannel,
         schema: types.BaseChannel,
-        baseline_statistics: types.BaseChannel,
+        baseline_statistics: types.BaseChannel | None = None,
     ):
         super().__init__(spec=DriftAwareExampleValidatorSpec(
             statistics=statistics,

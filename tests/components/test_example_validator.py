@@ -120,6 +120,7 @@ def test_without_a_baseline_the_schema_alone_is_checked(tmp_path, baselines):
         assert not diff.anomaly_info and not diff.HasField("dataset_anomaly_info")
         assert not diff.drift_skew_info  # nothing was compared
     assert read_anomalies(anomalies.uri) == []
+    assert anomalies.get_json_value_custom_property(artifact_properties.ANOMALIES) == []
 
 
 def test_drift_from_the_baseline_is_an_anomaly_of_the_train_split_only(tmp_path):
@@ -160,6 +161,10 @@ def test_a_schema_anomaly_unblesses_its_split_even_with_a_baseline(tmp_path):
     assert _blessed(anomalies) == {"train": 1, "eval": 0}
     assert set(_schema_diff(anomalies, "eval").anomaly_info) == {"gender"}
     assert [a["feature"] for a in read_anomalies(anomalies.uri)] == ["gender"]
+    # The same list travels with the artifact into ML Metadata, where `tfxkfp runs show`
+    # reads why a KFP run stopped at the gate without the object store.
+    assert anomalies.get_json_value_custom_property(artifact_properties.ANOMALIES) == \
+        read_anomalies(anomalies.uri)
 
 
 def test_a_dataset_anomaly_alone_unblesses_the_split(tmp_path):
