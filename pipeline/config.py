@@ -27,7 +27,9 @@ DEFAULT_MAX_CONCURRENCY = 1
 MODEL_NAME = "social_network_ads"
 # ExampleGen's split: train:eval = 3:1 by hash buckets.
 TRAIN_BUCKETS, EVAL_BUCKETS = 3, 1
-# The TF Serving release whose TensorFlow matches the training stack (TF 2.16).
+# The TF Serving image the InfraValidator starts, and the release whose TensorFlow matches
+# the training stack (TF 2.16).
+TF_SERVING_IMAGE = "tensorflow/serving"
 TF_SERVING_TAG = "2.16.1"
 # The Trainer's training and export function, by dotted path (see PipelineConfig.run_fn).
 DEFAULT_RUN_FN = "pipeline.models.model.run_fn"
@@ -106,6 +108,7 @@ class PipelineConfig:
     min_binary_accuracy: float = 0.75
     max_auc_regression: float = 1e-10
     infra_validation_examples: int = INFRA_VALIDATION_EXAMPLES
+    tf_serving_image: str = TF_SERVING_IMAGE
     tf_serving_tag: str = TF_SERVING_TAG
     # Cluster runs only: the TF Serving pod's service account (Workload Identity for a
     # gs:// pipeline root on GKE), and what every step container asks for.

@@ -49,6 +49,11 @@ def add_parsers(commands) -> None:
                         help="directory with best_hyperparameters.txt to import instead of "
                         "tuning [TFXKFP_HPARAMS_URI]")
     flags.add_training(compile_)
+    compile_.add_argument("--tf-serving-image",
+                          default=flags.env("TF_SERVING_IMAGE", defaults.TF_SERVING_IMAGE),
+                          help="TF Serving image (without tag) for infra validation, for a "
+                          "mirror of tensorflow/serving (default: %(default)s) "
+                          "[TFXKFP_TF_SERVING_IMAGE]")
     compile_.add_argument("--tf-serving-tag",
                           default=flags.env("TF_SERVING_TAG", defaults.TF_SERVING_TAG),
                           help="tensorflow/serving image tag for infra validation "
@@ -107,6 +112,7 @@ def compile_command(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             run_fn=args.run_fn,
             keep_versions=args.keep_versions,
+            tf_serving_image=args.tf_serving_image,
             tf_serving_tag=args.tf_serving_tag,
             serving_service_account=args.serving_service_account,
             enable_cache=not args.no_cache,

@@ -109,7 +109,22 @@ def test_infra_validator_step_carries_the_kubernetes_serving_spec(kfp_spec):
         parameters["serving_spec"]["runtimeValue"]["constant"]
     )
     assert "kubernetes" in serving_spec
-    assert serving_spec["tensorflow_serving"]["tags"] == ["2.16.1"]
+    assert serving_spec["tensorflow_serving"] == {"image_name": "tensorflow/serving",
+                                                  "tags": ["2.16.1"]}
+
+
+def test_the_infra_validator_can_start_a_mirror_of_tf_serving(tmp_path, monkeypatch):
+    # A cluster that cannot pull tensorflow/serving (a private registry's mirror, the local
+    # cluster's stand-in) names its own image; TFX's default would be tensorflow/serving.
+    monkeypatch.setenv("TFXKFP_TF_SERVING_IMAGE", "registry.example/mirror/tf-serving")
+    output = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--image", IMAGE, "--pipeline-root", "gs://b/root",
+                     "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving/m",
+                     "--output", str(output), "--tf-serving-tag", "2.16.0"]) == 0
+    parameters = _task(yaml.safe_load(output.read_text()), "InfraValidator")["inputs"]["parameters"]
+    serving_spec = json.loads(parameters["serving_spec"]["runtimeValue"]["constant"])
+    assert serving_spec["tensorflow_serving"] == {
+        "image_name": "registry.example/mirror/tf-serving", "tags": ["2.16.0"]}
 
 
 def test_the_baseline_comes_from_an_ordinary_step(kfp_spec):
