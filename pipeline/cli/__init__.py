@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import compile_spec, data, kfp, rollback, run
+from pipeline.cli import compile_spec, data, kfp, rollback, run, serving
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
         prog="tfxkfp", description="Social Network Ads TFX pipeline: run, and tools for its data."
     )
     commands = root.add_subparsers(dest="command", required=True)
-    for module in (run, rollback, compile_spec, kfp, data):
+    for module in (run, rollback, compile_spec, kfp, data, serving):
         module.add_parsers(commands)
     return root
 

@@ -17,6 +17,11 @@ GENDER_VOCABULARY = ("Female", "Male")
 AGE_BAND_BOUNDARIES = (26, 36, 46, 56)
 AGE_BAND_KEY = "age_band"
 
+# The exported model's serving signatures (pipeline.models.model): serialized tf.Examples, and
+# named raw features. Here, where clients of the served model find them without TensorFlow.
+SERVING_DEFAULT = "serving_default"
+SERVING_RAW = "serving_raw"
+
 # Outputs of every serving signature.
 PROBABILITY_KEY = "probability"
 CLASS_KEY = "class"

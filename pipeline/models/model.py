@@ -16,6 +16,7 @@ layer are wrapped in a ``tf.Module`` and saved with ``tf.saved_model.save``.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,8 @@ from absl import logging
 from tfx import v1 as tfx
 
 from pipeline.models import constants, features, preprocessing
+from pipeline.models.features import SERVING_DEFAULT, SERVING_RAW
 
-SERVING_DEFAULT = "serving_default"
-SERVING_RAW = "serving_raw"
 TRANSFORM_FEATURES = "transform_features"
 
 _GENDER_IDS = len(features.GENDER_VOCABULARY) + preprocessing.GENDER_OOV_BUCKETS
@@ -263,6 +263,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # validates while training.
     del fit_kwargs["validation_data"]
     hparams = hparams_values(fn_args.hyperparameters)
+    # The record of what was trained, in the step's log: tuned, imported or the defaults.
+    logging.info("training with hyperparameters %s", json.dumps(hparams, sort_keys=True))
     # An average of a few networks from different initialisations: on ~300 rows a single
     # network's eval accuracy moves by several points with its random start.
     models = []
