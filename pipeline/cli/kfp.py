@@ -1,4 +1,5 @@
-"""``tfxkfp submit`` and ``tfxkfp schedule``: runs of a compiled spec on KFP or Vertex AI."""
+"""``tfxkfp submit``, ``tfxkfp schedule`` and ``tfxkfp runs``: runs of a compiled spec on KFP or
+Vertex AI, and what a KFP run did."""
 
 from __future__ import annotations
 
@@ -82,6 +83,25 @@ def add_parsers(commands) -> None:
     delete.add_argument("schedule_id")
     _add_connection(delete)
 
+    runs = commands.add_parser(
+        "runs", help="what runs on KFP did: their tasks, verdicts and pushed versions"
+    ).add_subparsers(dest="runs_command", required=True)
+    list_runs = runs.add_parser("list", help="the newest runs")
+    list_runs.set_defaults(handler=runs_command)
+    list_runs.add_argument("--page-size", type=flags.at_least(1), default=20,
+                           help="runs to list (default: %(default)s)")
+    show = runs.add_parser(
+        "show", help="a run's tasks, the Evaluator's verdict, the pushed version, and what "
+        "failed (from the KFP API and ML Metadata)")
+    show.set_defaults(handler=runs_command)
+    show.add_argument("run_id")
+    flags.required_with_env(show, "--metadata-grpc", "METADATA_GRPC",
+                            "ML Metadata's gRPC service as host:port")
+    for parser in (list_runs, show):
+        _add_connection(parser)
+        parser.add_argument("--output", choices=("text", "json"), default="text",
+                            help="(default: %(default)s)")
+
 
 def _experiment(args: argparse.Namespace) -> str:
     return args.experiment or flags.env("EXPERIMENT") or DEFAULT_EXPERIMENT
@@ -158,4 +178,27 @@ def schedule_command(args: argparse.Namespace) -> int:
     except KfpError as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.FAILED
+    return exit_codes.OK
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    from pipeline.runners.kubeflow import run_report
+    from pipeline.runners.kubeflow.errors import KfpError
+
+    try:
+        host = _required_host(args)
+        connection = {"namespace": args.namespace, "token": args.token}
+        if args.runs_command == "list":
+            found = run_report.list_runs(host, page_size=args.page_size, **connection)
+            text = run_report.format_runs(found)
+        else:
+            store = run_report.metadata_store_at(args.metadata_grpc)
+            found = run_report.read_run(host, args.run_id, store, **connection)
+            text = run_report.format_run(found)
+    except InputError as error:
+        return flags.input_error(error)
+    except KfpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.FAILED
+    print(run_report.dumps(found) if args.output == "json" else text)
     return exit_codes.OK

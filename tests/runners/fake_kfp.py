@@ -1,10 +1,11 @@
-"""A fake KFP v2beta1 API server on 127.0.0.1, for the run and schedule tests.
+"""A fake KFP v2beta1 API server on 127.0.0.1, for the fast run and schedule tests.
 
-No KFP server can run here, so a small HTTP server answers the way the real one does
-(request and response shapes of backend/api/v2beta1 in kubeflow/pipelines 2.4: JSON with
-proto field names, grpc-gateway's {"error", "code", "message"} error bodies, the
-hand-written healthz answer) and records every request. The tests drive the real kfp 2.13
-client through pipeline.runners.kubeflow and assert the exact requests it sends.
+A small HTTP server answers the way the real one does (request and response shapes of
+backend/api/v2beta1: JSON with proto field names, grpc-gateway's {"error", "code", "message"}
+error bodies, the hand-written healthz answer) and records every request. The tests drive the
+real kfp 2.13 client through pipeline.runners.kubeflow and assert the exact requests it sends.
+Runs put into ``runs`` are answered as recorded from KFP 2.16.1 on the local cluster
+(kfp_runs/, capture_kfp_run.py), where the cluster tier runs the real server.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FakeKfp:
     experiments: list[dict] = field(default_factory=list)
     recurring_runs: list[dict] = field(default_factory=list)
     run_states: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
+    runs: dict[str, dict] = field(default_factory=dict)  # run id -> the server's answer
     deny: int | None = None  # answer every API call but healthz with this status
     deny_healthz: bool = False  # ... and healthz too, like an auth proxy in front
     healthz_html: bool = False  # healthz answered by a login page
@@ -118,6 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
         if (method, path) == ("POST", f"{API}/runs"):
             return 200, {**request.body, "run_id": "run-1", "state": "PENDING",
                          "created_at": "2025-01-01T00:00:00Z"}
+        if (method, path) == ("GET", f"{API}/runs"):
+            newest = sorted(fake.runs.values(), key=lambda run: run["created_at"], reverse=True)
+            return 200, {"runs": newest, "total_size": len(newest)} if newest else {}
+        if (match := re.fullmatch(f"{API}/runs/([^/]+)", path)) and match[1] in fake.runs:
+            return 200, fake.runs[match[1]]
         if match := re.fullmatch(f"{API}/runs/([^/]+)", path):
             state = fake.run_states.pop(0) if len(fake.run_states) > 1 else fake.run_states[0]
             return 200, {"run_id": match[1], "display_name": "run", "state": state}
