@@ -3,7 +3,7 @@
 # versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those directories
 # one per line: kubernetes', CoreDNS', the dev-loop tools' (skaffold, helm, the image
 # registry), then Kubeflow Pipelines' and its dependencies' (KFP, Argo Workflows, SeaweedFS,
-# the local-path provisioner). A directory that is complete is not built again, so only the
+# the local-path provisioner), then etcd's. A directory that is complete is not built again, so only the
 # first cluster-up pays for the build. `--dirs` prints the directories, building none.
 # `--promtool` builds and prints only Prometheus' promtool, which the offline suite runs
 # to unit-test helm/monitoring's alert rules; it needs no cluster.
@@ -30,6 +30,8 @@ registry_module=github.com/distribution/distribution/v3
 registry_bin=$cache/bin/$registry_module@$REGISTRY_VERSION
 prometheus_module=github.com/prometheus/prometheus
 promtool_bin=$cache/bin/$prometheus_module@$PROMETHEUS_VERSION
+etcd_module=go.etcd.io/etcd/server/v3
+etcd_bin=$cache/bin/$etcd_module@$ETCD_VERSION
 # Built from release sources (upstream.sh), keyed by the commit they were cut from.
 kfp_bin=$cache/bin/github.com/kubeflow/pipelines@$KFP_VERSION-${KFP_COMMIT:0:12}
 argo_bin=$cache/bin/github.com/argoproj/argo-workflows@$ARGO_WORKFLOWS_VERSION-${ARGO_WORKFLOWS_COMMIT:0:12}
@@ -79,6 +81,20 @@ build_coredns() {
   GOBIN=$coredns_bin.partial go install -trimpath -ldflags "-s -w" \
     "github.com/coredns/coredns@$COREDNS_VERSION"
   rm -rf "$coredns_bin" && mv "$coredns_bin.partial" "$coredns_bin"
+}
+
+# etcd's server module replaces its sibling modules (api, client, pkg) with directories of
+# its repository; the same release publishes each of them at the same version, which is what
+# a throwaway main module gets without those lines.
+build_etcd() {
+  local work=$cache/build/etcd@$ETCD_VERSION
+  mkdir -p "$work" && cd "$work"
+  printf 'module tfxkfp.local/etcd-build\n\ngo 1.24\n' >go.mod
+  go get "$etcd_module@$ETCD_VERSION"
+  echo "building etcd from $etcd_module@$ETCD_VERSION" >&2
+  mkdir -p "$etcd_bin.partial"
+  go build -trimpath -ldflags "-s -w" -o "$etcd_bin.partial/etcd" "$etcd_module"
+  rm -rf "$etcd_bin" && mv "$etcd_bin.partial" "$etcd_bin"
 }
 
 # build_module MODULE VERSION DIR LDFLAGS COMMAND...: MODULE's COMMANDs (package paths inside
@@ -173,6 +189,7 @@ if [ "${1:-}" != --dirs ]; then
   [ -x "$provisioner_bin/local-path-provisioner" ] || build_module "$provisioner_module" \
     "$LOCAL_PATH_PROVISIONER_VERSION" "$provisioner_bin" \
     "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" .
+  [ -x "$etcd_bin/etcd" ] || build_etcd
 fi
 printf '%s\n' "$kube_bin" "$coredns_bin" "$skaffold_bin" "$helm_bin" "$registry_bin" \
-  "$kfp_bin" "$argo_bin" "$seaweedfs_bin" "$provisioner_bin"
+  "$kfp_bin" "$argo_bin" "$seaweedfs_bin" "$provisioner_bin" "$etcd_bin"

@@ -43,9 +43,9 @@ STORE_MOUNT=/var/local/tfx
 VOLUMES_MOUNT=/var/local/tfx-volumes
 # The registry's blobs: a build cache like the image tarballs, so it outlives `down`.
 registry_storage=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}/registry
-# What the node needs from Debian: the container runtime, CNI plugins, etcd, the image
-# builder, netfilter tools, and a C toolchain for the static pause binary.
-HOST_PACKAGES=(containerd runc containernetworking-plugins etcd-server buildah debootstrap
+# What the node needs from Debian: the container runtime, CNI plugins, the image builder,
+# netfilter tools, and a C toolchain for the static pause binary and KFP's cgo programs.
+HOST_PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap
                iptables conntrack gcc libc6-dev curl openssl)
 # Bounded waits, in seconds, on the conditions named where they are used.
 START_SECONDS=120
@@ -327,7 +327,8 @@ load_images() {
   # an image is imported when its tarball is not the one imported last.
   local imported=$state/images.imported image_key image archive_key
   touch "$imported"
-  for image_key in $(grep -oE '^[A-Z_]+_IMAGE' "$images_env"); do
+  # No pod runs the Python base itself; the images built on it carry its layers.
+  for image_key in $(grep -oE '^[A-Z_]+_IMAGE' "$images_env" | grep -vx PYTHON_BASE_IMAGE); do
     image=${!image_key}
     archive_key=${image_key%_IMAGE}_ARCHIVE
     grep -qxF "$image ${!archive_key}" "$imported" && continue
@@ -360,6 +361,7 @@ up() {
   mkdir -p "$state" "$pids" "$logs"
   bin_dirs=$("$here/build-binaries.sh")
   kube_bin=$(sed -n 1p <<<"$bin_dirs") registry_bin=$(sed -n 5p <<<"$bin_dirs")
+  etcd_bin=$(sed -n 10p <<<"$bin_dirs")
   "$here/build-images.sh" >&2
   images_env=$repo/build/local-images.env
   set -a
@@ -378,7 +380,7 @@ up() {
   write_node_configs
   write_registry_config
 
-  start etcd etcd --name "$NODE_NAME" --data-dir "$state/etcd" \
+  start etcd "$etcd_bin/etcd" --name "$NODE_NAME" --data-dir "$state/etcd" \
     --listen-client-urls "$ETCD_CLIENT_URL" --advertise-client-urls "$ETCD_CLIENT_URL" \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster "$NODE_NAME=http://127.0.0.1:2380" --listen-metrics-urls http://127.0.0.1:2381
@@ -567,7 +569,26 @@ logs() {
     printf '\n===== nodes\n'; "$kube_bin/kubectl" describe nodes | tail -n 40 || true
     printf '\n===== pods\n'; "$kube_bin/kubectl" get pods -A -o wide || true
     printf '\n===== events\n'; "$kube_bin/kubectl" get events -A --sort-by=.lastTimestamp | tail -n 60 || true
+    kfp_logs
   fi
+}
+
+kfp_logs() {
+  # KFP's and Argo's side of a failed run: each workflow's nodes, and the log of every
+  # container of every pod in the namespace (KFP's services, Argo's controller, and each
+  # run's driver and step pods, whose main container runs the launcher).
+  local kubectl=$kube_bin/kubectl pod container
+  "$kubectl" get namespace kubeflow >/dev/null 2>&1 || return 0
+  printf '\n===== kubeflow: Argo workflows\n'
+  "$kubectl" -n kubeflow get workflows.argoproj.io -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,MESSAGE:.status.message' 2>/dev/null || true
+  "$kubectl" -n kubeflow get workflows.argoproj.io -o jsonpath='{range .items[*].status.nodes.*}{.displayName}{"\t"}{.type}{"\t"}{.phase}{"\t"}{.message}{"\n"}{end}' 2>/dev/null \
+    | awk -F '\t' '$3 != "Succeeded"' || true
+  for pod in $("$kubectl" -n kubeflow get pods -o name 2>/dev/null); do
+    for container in $("$kubectl" -n kubeflow get "$pod" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'); do
+      printf '\n===== kubeflow %s container %s (last 40 lines)\n' "${pod#pod/}" "$container"
+      "$kubectl" -n kubeflow logs "$pod" -c "$container" --tail 40 2>&1 || true
+    done
+  done
 }
 
 case ${1:-} in

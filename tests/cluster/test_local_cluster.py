@@ -7,6 +7,8 @@ cluster builds (build/local-images.env), never pulled.
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "k8s" / "local" / "versions.env"
 NAMESPACES = REPO / "k8s" / "base" / "namespaces.yaml"
 POD_SECONDS = 120
+# etcd's client URL on the node (k8s/local/cluster.sh ETCD_CLIENT_URL).
+ETCD_URL = "http://127.0.0.1:2379"
 PSS = "pod-security.kubernetes.io/"
 WEB_PORT = 8080
 WEB_BODY = "served from a pod"
@@ -72,9 +76,23 @@ def test_node_is_ready_and_runs_the_pinned_kubelet(core_api):
         assert info.container_runtime_version.startswith("containerd://")
 
 
+def test_the_api_server_stores_in_the_pinned_etcd(core_api):
+    # etcd 3.4 (Debian's) lacks the watch progress requests client-go 0.33's streaming lists
+    # need: Argo's controller, on client-go 0.33, then saw pod changes only at its periodic
+    # re-list, and every KFP step waited up to 40 s to start (a run took 18 minutes, not 7).
+    [node] = core_api.list_node().items
+    if node.metadata.name != "tfx-kfp-gke-local":
+        pytest.skip("not the local cluster: its etcd is not ours to check")
+    with urllib.request.urlopen(f"{ETCD_URL}/version", timeout=10) as response:
+        version = json.load(response)["etcdserver"]
+    assert f"v{version}" == _env(VERSIONS)["ETCD_VERSION"]
+    assert tuple(int(part) for part in version.split(".")[:2]) >= (3, 6)
+
+
 def test_a_pod_resolves_a_service_name_through_cluster_dns_and_reaches_it(
         core_api, restricted_namespace, local_images):
-    namespace, image = restricted_namespace, local_images["PYTHON_BASE_IMAGE"]
+    # Any image with Python: the pipeline's.
+    namespace, image = restricted_namespace, local_images["PIPELINE_IMAGE"]
     serve = (f"import http.server as h\n"
              f"class H(h.BaseHTTPRequestHandler):\n"
              f"    def do_GET(self):\n"
@@ -124,7 +142,7 @@ def test_project_namespaces_carry_the_pod_security_labels_of_k8s_base(core_api):
 
 
 def test_the_api_server_refuses_a_pod_that_breaks_restricted(core_api, local_images):
-    container = _restricted_container("root", local_images["PYTHON_BASE_IMAGE"], ["true"])
+    container = _restricted_container("root", local_images["DEBIAN_BASE_IMAGE"], ["true"])
     container.security_context = k8s_client.V1SecurityContext(privileged=True)
     pod = _restricted_pod("breaks-restricted", container)
     pod.spec.security_context = None
@@ -143,3 +161,50 @@ def test_store_volumes_are_bound_to_the_project_claims(core_api):
         claim = claims[(namespace, name)]
         assert claim.status.phase == "Bound", f"{namespace}/{name}: {claim.status.phase}"
         assert claim.spec.volume_name == name
+
+
+def _gone(read) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_a_claim_without_a_class_gets_a_volume_of_the_default_provisioner(
+        core_api, restricted_namespace, local_images):
+    # What helm/kfp's MySQL and SeaweedFS claims do: no storageClassName, so the default
+    # class (local-path, k8s/local/local-path-storage.yaml) provisions a volume when a pod
+    # uses the claim, and deletes it with the claim.
+    namespace = restricted_namespace
+    [default] = [c for c in k8s_client.StorageV1Api(core_api.api_client).list_storage_class().items
+                 if (c.metadata.annotations or {}).get(
+                     "storageclass.kubernetes.io/is-default-class") == "true"]
+    assert (default.metadata.name, default.reclaim_policy) == ("local-path", "Delete")
+    claim = k8s_client.V1PersistentVolumeClaim(
+        metadata=k8s_client.V1ObjectMeta(name="data"),
+        spec=k8s_client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"],
+            resources=k8s_client.V1ResourceRequirements(requests={"storage": "1Gi"})))
+    core_api.create_namespaced_persistent_volume_claim(namespace, claim)
+    container = _restricted_container("writer", local_images["DEBIAN_BASE_IMAGE"],
+                                      ["sh", "-c", "echo kept > /data/file && cat /data/file"])
+    container.volume_mounts = [k8s_client.V1VolumeMount(name="data", mount_path="/data")]
+    pod = _restricted_pod("writer", container)
+    pod.spec.volumes = [k8s_client.V1Volume(
+        name="data", persistent_volume_claim=k8s_client.V1PersistentVolumeClaimVolumeSource(
+            claim_name="data"))]
+    core_api.create_namespaced_pod(namespace, pod)
+    finished = wait_for_pod_phase(core_api, namespace, "writer", {"Succeeded", "Failed"},
+                                  POD_SECONDS)
+    assert finished.status.phase == "Succeeded", core_api.read_namespaced_pod_log(
+        "writer", namespace)
+    claim = core_api.read_namespaced_persistent_volume_claim("data", namespace)
+    assert claim.status.phase == "Bound" and claim.spec.storage_class_name == "local-path"
+    volume = claim.spec.volume_name
+    core_api.delete_namespaced_pod("writer", namespace, grace_period_seconds=0)
+    core_api.delete_namespaced_persistent_volume_claim("data", namespace)
+    deadline = time.monotonic() + POD_SECONDS
+    while not _gone(lambda: core_api.read_persistent_volume(volume)):
+        assert time.monotonic() < deadline, f"{volume} outlived its claim"
+        time.sleep(1)
