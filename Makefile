@@ -14,17 +14,21 @@ KIND_CLUSTER = tfx-kfp-gke
 KIND_STORE = .kind/tfx
 # The local cluster (k8s/local): single-node Kubernetes as host processes, the one CI uses.
 LOCAL_CLUSTER = k8s/local/cluster.sh
-# The skaffold profiles of `make dev-local`: `local` alone where chart repositories and KFP's
-# images can be reached (skaffold.yaml says what `offline` changes).
+# The skaffold profiles of `make dev-local`: `local` alone where the monitoring chart's
+# dependencies can be had (skaffold.yaml says what `offline` changes).
 LOCAL_PROFILES ?= local,offline
+# The tools cluster-up built (helm, skaffold, kubectl) first on PATH, and the local cluster's
+# KUBECONFIG: the environment of every command run against the local cluster.
+LOCAL_TOOLS = PATH="$$(k8s/local/build-binaries.sh --dirs | tr '\n' :)$$PATH" \
+	KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig)
 # Settings `make dev-submit` compiles and submits with (TFXKFP_* KEY=value lines).
 PIPELINE_ENV ?= k8s/kind/pipeline.env
 # The dev loop trains untuned: a run per code change should take minutes, not an hour.
 DEV_COMPILE_FLAGS ?= --no-tune
 
 .PHONY: help setup run lint test test-fast test-cluster compile submit constraints clean \
-	cluster-up cluster-down kind-up kind-down minikube-up minikube-down gke-apply dev dev-submit \
-	dev-local
+	cluster-up cluster-down chart-deps cluster-kfp cluster-submit kind-up kind-down minikube-up \
+	minikube-down gke-apply dev dev-submit dev-local
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,6 +79,19 @@ cluster-up:  ## start the local cluster: Kubernetes from source on this machine 
 cluster-down:  ## stop the local cluster and remove everything it made
 	$(LOCAL_CLUSTER) down
 
+chart-deps:  ## helm/kfp's dependency chart (Argo Workflows) into helm/kfp/charts, as `helm dependency build`
+	$(LOCAL_TOOLS) k8s/local/upstream.sh charts >/dev/null
+
+cluster-kfp: chart-deps  ## install KFP and TF Serving on the local cluster with the helm CLI, then `helm test kfp`
+	$(LOCAL_TOOLS) helm upgrade --install kfp helm/kfp -n kubeflow -f helm/kfp/ci/local-values.yaml \
+	  --set argo-workflows.enabled=true --wait --timeout 15m
+	$(LOCAL_TOOLS) helm upgrade --install tf-serving helm/tf-serving -n tfx-serving \
+	  -f helm/tf-serving/ci/local-values.yaml
+	$(LOCAL_TOOLS) helm test kfp -n kubeflow --timeout 5m
+
+cluster-submit: setup  ## run the pipeline on the local cluster's KFP (DATA=csv), wait, check what TF Serving serves
+	$(LOCAL_TOOLS) k8s/local/submit.sh $(DATA)
+
 kind-up:  ## create the kind cluster with its model store, namespaces and volumes
 	mkdir -p $(KIND_STORE)/data/social_network_ads $(KIND_STORE)/serving/social_network_ads
 	@# Steps and TF Serving run as other uids than yours; skip what a step already created.
@@ -102,9 +119,8 @@ gke-apply:  ## namespaces and the InfraValidator's service account on the curren
 dev:  ## skaffold dev on kind: rebuild, redeploy and start a pipeline run on every change
 	skaffold dev -p kind
 
-dev-local:  ## skaffold dev on the local cluster, with the skaffold and helm that cluster-up built
-	PATH="$$(k8s/local/build-binaries.sh --dirs | tr '\n' :)$$PATH" \
-	  KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig) skaffold dev -p $(LOCAL_PROFILES)
+dev-local: chart-deps  ## skaffold dev on the local cluster, with the skaffold and helm that cluster-up built
+	$(LOCAL_TOOLS) skaffold dev -p $(LOCAL_PROFILES)
 
 dev-submit: setup  ## compile with the image skaffold just built and start a run (skaffold's hook)
 	@if [ -n "$$TFXKFP_SKIP_SUBMIT" ]; then echo "TFXKFP_SKIP_SUBMIT is set: no run"; exit 0; fi; \

@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Prints the paths of the CustomResourceDefinitions our charts' dependencies would install,
-# one file a line, taken from the upstream releases those dependencies pin (versions.env):
+# Prints the paths of the CustomResourceDefinitions helm/monitoring's dependency would install,
+# one file a line, taken from the upstream release it pins (versions.env):
+# prometheus-operator PROMETHEUS_OPERATOR_VERSION, example/prometheus-operator-crd, the CRDs
+# kube-prometheus-stack 88.5.3 (appVersion v0.93.1) ships in its crds subchart, identical in
+# their specs.
 #
-#   Argo Workflows ARGO_WORKFLOWS_VERSION, manifests/base/crds/minimal: the argo-workflows
-#     chart 0.45.27 that helm/kfp depends on templates exactly these (schemaless specs, which
-#     the workflow controller validates itself), not crds/full.
-#   prometheus-operator PROMETHEUS_OPERATOR_VERSION, example/prometheus-operator-crd: the
-#     CRDs kube-prometheus-stack 88.5.3 (helm/monitoring's dependency, appVersion v0.93.1)
-#     ships in its crds subchart, identical in their specs.
-#
-# Where the Helm dependencies cannot be downloaded (the local cluster has no chart
-# repositories), these CRDs let helm/kfp and helm/monitoring install with the dependencies
-# disabled. Go modules are how upstream source reaches this machine: `go mod download` puts
-# each release, read-only, into the Go module cache; nothing is copied into the clone.
+# Where that dependency cannot be had, these CRDs let helm/monitoring install with it
+# disabled. (helm/kfp's dependency, the argo-workflows chart, comes from its release archive:
+# upstream.sh charts.) Go modules are how upstream source reaches this machine: `go mod
+# download` puts each release, read-only, into the Go module cache; nothing is copied into the
+# clone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=k8s/local/versions.env
@@ -36,7 +33,5 @@ print_crds() {  # print_crds DIR GLOB: the CRD files, failing when the release h
   echo "$files"
 }
 
-argo=$(module_dir "github.com/argoproj/argo-workflows/v3@$ARGO_WORKFLOWS_VERSION")
-print_crds "$argo/manifests/base/crds/minimal" 'argoproj.io_*.yaml'
 operator=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
 print_crds "$operator/example/prometheus-operator-crd" 'monitoring.coreos.com_*.yaml'

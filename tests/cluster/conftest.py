@@ -109,6 +109,25 @@ def wait_for_pod_phase(core_api: k8s_client.CoreV1Api, namespace: str, name: str
         time.sleep(1)
 
 
+def _workflows(api_client: k8s_client.ApiClient, namespace: str) -> list[str]:
+    """Every Argo Workflow (a KFP run) of the namespace, with each node that did not succeed."""
+    try:
+        workflows = k8s_client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", namespace, "workflows")["items"]
+    except ApiException:
+        return []  # no Argo here
+    lines = []
+    for workflow in workflows:
+        status = workflow.get("status") or {}
+        lines.append(f"----- workflow {workflow['metadata']['name']}: {status.get('phase')} "
+                     f"{status.get('message') or ''}")
+        for node in (status.get("nodes") or {}).values():
+            if node.get("phase") != "Succeeded":
+                lines.append(f"  {node.get('displayName')} ({node.get('type')}, pod "
+                             f"{node.get('id')}): {node.get('phase')} {node.get('message') or ''}")
+    return lines
+
+
 def _diagnostics(core_api: k8s_client.CoreV1Api, namespace: str) -> str:
     lines = [f"----- namespace {namespace}: events"]
     try:
@@ -118,6 +137,7 @@ def _diagnostics(core_api: k8s_client.CoreV1Api, namespace: str) -> str:
     for event in sorted(events, key=lambda e: e.last_timestamp or e.event_time or 0):
         lines.append(f"{event.type} {event.involved_object.kind}/{event.involved_object.name}: "
                      f"{event.reason}: {event.message}")
+    lines += _workflows(core_api.api_client, namespace)
     for pod in core_api.list_namespaced_pod(namespace).items:
         for container in pod.spec.containers:
             lines.append(f"----- pod {pod.metadata.name} ({pod.status.phase}) "

@@ -1,21 +1,21 @@
 """helm/monitoring and helm/kfp installed for real: the API server accepts every object they
 make, Pod Security admits every pod they would create, and an uninstall leaves nothing behind.
 
-Their dependencies (kube-prometheus-stack, argo-workflows) live in chart repositories this
-machine cannot reach, so both releases run with them disabled, as the kind scenario files
-have them for offline CI (see `charts` for what Helm then still asks for), and the CRDs
-those dependencies would install come from the upstream releases they pin
-(k8s/local/upstream-crds.sh), applied first. No pod of these releases starts here (mysql,
-seaweedfs and ghcr.io/kubeflow/* cannot be pulled), so nothing waits for readiness: this
-proves acceptance and admission, not that KFP runs.
+Both releases run with their dependencies (kube-prometheus-stack, argo-workflows) disabled, as
+the kind scenario files have them for offline CI (see `charts` for what Helm then still asks
+for). kube-prometheus-stack's chart repository cannot be reached here, and the CRDs it would
+install come from the prometheus-operator release it pins (k8s/local/upstream-crds.sh),
+applied first. Nothing waits for readiness: with kind's values, MySQL and SeaweedFS cannot be
+pulled here, so this proves acceptance and admission. That KFP runs, with Argo from its pinned
+chart, is test_kfp_runs.py's.
 
 Pods are checked where Pod Security decides: a Deployment's template is only warned about
 when the Deployment is created, its pods are refused later by the ReplicaSet controller,
 out of sight. So a Pod is created from every template with a server-side dry run, which
 runs every admission plugin and stores nothing.
 
-CustomResourceDefinitions stay after the module: Helm never deletes a chart's crds/, the
-argo-workflows chart keeps its CRDs (crds.keep), and other releases on the cluster use them.
+CustomResourceDefinitions stay after the module: Helm never deletes a chart's crds/, and other
+releases on the cluster use them.
 """
 
 from __future__ import annotations

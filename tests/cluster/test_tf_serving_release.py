@@ -65,8 +65,9 @@ def helm(api_client) -> helm_python.Config:
 def values(local_images) -> dict:
     values = yaml.safe_load((CHART / "ci" / "kind-values.yaml").read_text())
     values["image"] = _image_values(local_images["TF_SERVING_STANDIN_IMAGE"])
-    # The test pod needs python3 and nothing else; the local cluster's Python base has it.
-    values["helmTest"] = {"image": _image_values(local_images["PYTHON_BASE_IMAGE"])}
+    # The test pod needs python3 and nothing else; the stand-in's image has it
+    # (helm/tf-serving/ci/local-values.yaml does the same).
+    values["helmTest"] = {"image": _image_values(local_images["TF_SERVING_STANDIN_IMAGE"])}
     values["model"]["fileSystemPollWaitSeconds"] = POLL_SECONDS
     return values
 

@@ -44,8 +44,9 @@ from pipeline.runners.kubeflow.client import checked_host, connect
 from pipeline.runners.kubeflow.errors import KfpUnreachableError, kfp_errors
 
 # Task states (KFP's RuntimeState names), and CACHED for a task KFP's cache answered.
-CACHED = "CACHED"
-FINAL_TASK_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED", CACHED})
+CACHED, SKIPPED = "CACHED", "SKIPPED"
+FINAL_TASK_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", SKIPPED, CACHED})
+_UNSPECIFIED = "RUNTIME_STATE_UNSPECIFIED"
 _NO_TIME = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
 _TASK_NODES = frozenset(
     value for name, value in vars(node_ids).items() if name.isupper() and isinstance(value, str))
@@ -127,7 +128,9 @@ def _artifacts_by_task(store: metadata_store.MetadataStore, run_id: str
 
 
 def _tasks(run, executions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The pipeline's tasks in the order they started; CACHED where KFP's cache answered."""
+    """The pipeline's tasks in the order they started; CACHED where KFP's cache answered,
+    SKIPPED where an ended run never started them."""
+    run_ended = run.state in FINAL_TASK_STATES
     found = []
     details = run.run_details.task_details or [] if run.run_details else []
     # int64 ids travel as JSON strings.
@@ -136,10 +139,13 @@ def _tasks(run, executions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
     for task in details:
         if task.display_name not in _TASK_NODES:
             continue
-        state = task.state or "RUNTIME_STATE_UNSPECIFIED"
+        state = task.state or _UNSPECIFIED
         execution = executions.get(task.display_name, {})
         if execution.get("state") == CACHED:
             state = CACHED
+        elif state == _UNSPECIFIED and not execution and run_ended:
+            # Argo omits the tasks after a failed one; KFP reports them without a state.
+            state = SKIPPED
         executor = by_execution.get(execution.get("execution_id"), task)
         start, end = executor.start_time, executor.end_time
         error = task.error.message if task.error and task.error.message else None
