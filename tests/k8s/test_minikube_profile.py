@@ -48,17 +48,6 @@ def test_script_parses_and_is_strict():
     assert os.access(MINIKUBE_PROFILE, os.X_OK), "profile.sh is not executable"
 
 
-def test_script_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        reason = "shellcheck is not installed; profile.sh was only checked with bash -n"
-        print(f"note: {reason}")
-        pytest.skip(reason)
-    result = subprocess.run([shellcheck, "--shell=bash", str(MINIKUBE_PROFILE)],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout
-
-
 def test_up_starts_the_pinned_profile_with_the_store_mounted(stub_minikube, tmp_path):
     store = tmp_path / "store"
     result, calls = stub_minikube("up", "--driver=docker", store=store)
