@@ -26,8 +26,10 @@ from pipeline.cli import main
 from pipeline.runners.kubeflow import run_report
 
 RUNS = Path(__file__).parent / "kfp_runs"
-# The first run of the pipeline on a fresh installation, tuned, on the real data.
+# The first run of the pipeline on a fresh installation, tuned, on the real data; and the
+# first on another, on the real data with one user 150 years old.
 FIRST_RUN = RUNS / "first-run.json"
+FAULTY_RUN = RUNS / "faulty-data.json"
 MLMD_STANDIN = Path(__file__).parents[1] / "standins" / "mlmd_server" / "ml_metadata_standin.py"
 
 
@@ -89,11 +91,16 @@ def _load_metadata(recorded: dict, path: Path) -> metadata_store.MetadataStore:
     return store
 
 
-@pytest.fixture
-def first_run(tmp_path, kfp_server) -> tuple[dict, metadata_store.MetadataStore]:
-    recorded = json.loads(FIRST_RUN.read_text())
+def _serve(path: Path, kfp_server, tmp_path) -> tuple[dict, metadata_store.MetadataStore]:
+    """The recorded run from the fake API server, and its metadata in a store."""
+    recorded = json.loads(path.read_text())
     kfp_server.runs[recorded["run"]["run_id"]] = recorded["run"]
     return recorded["run"], _load_metadata(recorded["metadata"], tmp_path / "metadata.sqlite")
+
+
+@pytest.fixture
+def first_run(tmp_path, kfp_server) -> tuple[dict, metadata_store.MetadataStore]:
+    return _serve(FIRST_RUN, kfp_server, tmp_path)
 
 
 def test_every_task_with_its_state_start_and_duration(first_run, kfp_server):
@@ -191,3 +198,28 @@ def test_a_bad_metadata_address_is_an_input_error(kfp_server, capsys):
     assert main(["runs", "show", "x", "--host", kfp_server.url, "--metadata-grpc", "nowhere"]) == 2
     assert capsys.readouterr().err.strip() == \
         "error: ML Metadata address 'nowhere' is not host:port"
+
+
+def test_a_run_stopped_at_the_gate_names_the_gate_the_anomaly_and_the_log(
+        kfp_server, tmp_path):
+    run, store = _serve(FAULTY_RUN, kfp_server, tmp_path)
+    report = run_report.read_run(kfp_server.url, run["run_id"], store)
+    assert report["state"] == "FAILED" and report["failed_tasks"] == ["AnomaliesGate"]
+    states = {task["display_name"]: task["state"] for task in report["tasks"]}
+    ran = {"CsvExampleGen", "ImportSchemaGen", "LatestServedModel", "StatisticsGen",
+           "SchemaGen", "ExampleValidator"}
+    assert {name for name, state in states.items() if state == "SUCCEEDED"} == ran
+    # Argo never started what comes after the gate; KFP leaves those states unset.
+    skipped = [task for task in report["tasks"] if task["state"] == "SKIPPED"]
+    assert {task["display_name"] for task in skipped} == {
+        "Transform", "Tuner", "Trainer", "Evaluator", "InfraValidator", "Pusher",
+        "BulkInferrer", "PredictionsExport"}
+    assert all(task["start_time"] is None and task["seconds"] is None for task in skipped)
+    assert report["anomalies"] == [{"feature": "age", "description":
+                                    "eval: Out-of-range values: Unexpectedly large value: 150."}]
+    assert report["evaluator"] is None and report["pushed"] is None
+    [gate] = [task for task in report["tasks"] if task["display_name"] == "AnomaliesGate"]
+    assert gate["pod_name"].startswith("social-network-ads-")
+    text = run_report.format_run(report)
+    assert f"failed at AnomaliesGate: its log is {report['logs']['AnomaliesGate']}" in text
+    assert "  age: eval: Out-of-range values" in text

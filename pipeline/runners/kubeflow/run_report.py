@@ -118,6 +118,8 @@ def _artifacts_by_task(store: metadata_store.MetadataStore, run_id: str
         record = tasks.setdefault(name, {"inputs": {}, "outputs": {}})
         record["state"] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         record["execution_id"] = execution.id
+        record["pod_name"] = _value(execution.custom_properties["pod_name"]) \
+            if "pod_name" in execution.custom_properties else None
         for event in (e for e in events if e.execution_id == execution.id):
             direction = "inputs" if event.type == metadata_store_pb2.Event.INPUT else "outputs"
             artifact = artifacts[event.artifact_id]
@@ -148,13 +150,15 @@ def _tasks(run, executions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
             state = SKIPPED
         executor = by_execution.get(execution.get("execution_id"), task)
         start, end = executor.start_time, executor.end_time
+        ran = state in FINAL_TASK_STATES and state != SKIPPED
         error = task.error.message if task.error and task.error.message else None
         found.append({
             "display_name": task.display_name,
             "state": state,
-            "start_time": _time(start),
-            "end_time": _time(end) if state in FINAL_TASK_STATES else None,
-            "seconds": _seconds(start, end) if state in FINAL_TASK_STATES else None,
+            "start_time": _time(start) if state != SKIPPED else None,
+            "end_time": _time(end) if ran else None,
+            "seconds": _seconds(start, end) if ran else None,
+            "pod_name": execution.get("pod_name"),
             "error": error,
         })
     return sorted(found, key=lambda task: (task["start_time"] or "~", task["display_name"]))
@@ -274,7 +278,9 @@ def format_run(report: Mapping[str, Any]) -> str:
         if task["error"]:
             lines.append(f"  {'':<{width}}  error: {task['error']}")
     for failed in report["failed_tasks"]:
-        lines.append(f"failed at {failed}")
+        [task] = [task for task in report["tasks"] if task["display_name"] == failed]
+        lines.append(f"failed at {failed}: its log is {report['logs'].get(failed, 'not kept')}"
+                     + (f" (pod {task['pod_name']})" if task["pod_name"] else ""))
     if report["anomalies"]:
         lines.append("anomalies:")
         lines += [f"  {item['feature']}: {item['description']}" for item in report["anomalies"]]
