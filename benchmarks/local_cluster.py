@@ -29,7 +29,7 @@ CLUSTER = str(REPO / "k8s" / "local" / "cluster.sh")
 RESULTS = Path(__file__).parent / "results" / "local_cluster.md"
 
 
-class _MemorySampler:
+class MemorySampler:
     """Peak of the machine's used memory (MemTotal - MemAvailable) while it runs."""
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class _MemorySampler:
             self.peak = max(self.peak, memory.total - memory.available)
             self._stop.wait(0.5)
 
-    def __enter__(self) -> _MemorySampler:
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -62,7 +62,7 @@ def main() -> None:
     _timed([CLUSTER, "down"])
     memory = psutil.virtual_memory()
     baseline = memory.total - memory.available
-    with _MemorySampler() as sampler:
+    with MemorySampler() as sampler:
         up_seconds, up = _timed([CLUSTER, "up"], stdout=subprocess.PIPE, text=True)
         up_peak = sampler.peak
         tier_seconds, _ = _timed(
@@ -76,13 +76,22 @@ def main() -> None:
         ("cluster tier (`pytest -m cluster tests/cluster`)", f"{tier_seconds:.0f} s",
          f"{sampler.peak / mib:,.0f} MiB"),
     ]
+    append_results(RESULTS, [
+        f"\n## {heading(memory)}, used with the cluster down {baseline / mib:,.0f} MiB\n",
+        "| step | wall time | peak used memory (whole machine) |", "|---|---:|---:|",
+        *(f"| {step} | {seconds} | {peak} |" for step, seconds, peak in rows)])
+
+
+def heading(memory) -> str:
+    """When, and on what machine: the start of a results section."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"\n## {stamp}, {os.cpu_count()} cores, {memory.total / (1 << 30):.0f} GiB, "
-             f"used with the cluster down {baseline / mib:,.0f} MiB\n",
-             "| step | wall time | peak used memory (whole machine) |", "|---|---:|---:|",
-             *(f"| {step} | {seconds} | {peak} |" for step, seconds, peak in rows)]
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as results:
+    return f"{stamp}, {os.cpu_count()} cores, {memory.total / (1 << 30):.0f} GiB"
+
+
+def append_results(path: Path, lines: list[str]) -> None:
+    """Appends a results section to `path` and prints it."""
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a") as results:
         results.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

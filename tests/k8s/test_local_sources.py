@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -147,3 +148,17 @@ def test_local_values_name_the_images_the_local_cluster_builds():
     assert f"ML_METADATA_STANDIN_IMAGE={mlmd['repository']}:" in script
     constraints = (REPO / "constraints.txt").read_text().splitlines()
     assert f"ml-metadata=={mlmd['tag']}" in constraints
+
+
+# The images the local cluster builds beside docker/'s (tests/docker checks those).
+LOCAL_DOCKERFILES = sorted([*REPO.glob("k8s/local/images/*/Dockerfile"),
+                            *REPO.glob("tests/standins/*/Dockerfile")])
+
+
+@pytest.mark.parametrize("dockerfile", LOCAL_DOCKERFILES,
+                         ids=lambda path: path.relative_to(REPO).as_posix())
+def test_the_local_cluster_dockerfiles_pass_hadolint(dockerfile):
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run([str(hadolint), "--no-color", str(dockerfile)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
