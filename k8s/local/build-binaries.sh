@@ -3,8 +3,9 @@
 # versions.env, into $TFXKFP_CACHE/bin/<module>@<version>/, and prints those directories
 # one per line: kubernetes', CoreDNS', the dev-loop tools' (skaffold, helm, the image
 # registry), then Kubeflow Pipelines' and its dependencies' (KFP, Argo Workflows, SeaweedFS,
-# the local-path provisioner), then etcd's. A directory that is complete is not built again, so only the
-# first cluster-up pays for the build. `--dirs` prints the directories, building none.
+# the local-path provisioner), then etcd's. A directory that is complete is not built again,
+# so only the first cluster-up pays for the build. `--dirs` prints the directories, building
+# none.
 # `--promtool` builds and prints only Prometheus' promtool, which the offline suite runs
 # to unit-test helm/monitoring's alert rules; it needs no cluster.
 #
@@ -98,9 +99,10 @@ build_etcd() {
 }
 
 # build_module MODULE VERSION DIR LDFLAGS COMMAND...: MODULE's COMMANDs (package paths inside
-# it, "." for its root) built into DIR. `go install MODULE/COMMAND@VERSION` refuses modules whose go.mod has
-# replace lines (skaffold's has six) and asks the proxy for the module's version list, which
-# it refuses for skaffold; a throwaway main module that takes over those lines does neither.
+# it, "." for its root) built into DIR. `go install MODULE/COMMAND@VERSION` refuses modules
+# whose go.mod has replace lines (skaffold's has six) and asks the proxy for the module's
+# version list, which it refuses for skaffold; a throwaway main module that takes over those
+# lines does neither.
 build_module() {
   local module=$1 version=$2 dir=$3 ldflags=$4; shift 4
   local work=$cache/build/${module//\//_}@$version upstream_mod packages=() command
@@ -150,8 +152,8 @@ build_kfp() {
   rm -rf "$kfp_bin" && mv "$kfp_bin.partial" "$kfp_bin"
 }
 
-# Argo's workflow-controller and argoexec from the release source, stamped as its release
-# build stamps them (the controller logs the version; `argo version` style output).
+# Argo's workflow-controller and argoexec from the release source, with the version stamps
+# its release build sets (both log their version at start).
 build_argo() {
   local source v=github.com/argoproj/argo-workflows/v3
   source=$("$here/upstream.sh" source argo)

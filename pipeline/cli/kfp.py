@@ -130,7 +130,7 @@ def _submit_to_vertex(args: argparse.Namespace, params: dict[str, str]) -> str:
 
 def submit_command(args: argparse.Namespace) -> int:
     from pipeline.runners.kubeflow import runs, spec_file
-    from pipeline.runners.kubeflow.errors import KfpError
+    from pipeline.runners.kubeflow.errors import KfpError, RunFailedError
 
     try:
         params = spec_file.parse_params(args.param)
@@ -146,6 +146,11 @@ def submit_command(args: argparse.Namespace) -> int:
         )
     except InputError as error:
         return flags.input_error(error)
+    except RunFailedError as error:
+        # The run exists: its address is the result, as when it succeeds, for what reads it.
+        print(error.run_url)
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.FAILED
     except KfpError as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.FAILED

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from fake_kfp import API, PIPELINE_ROOT
+from pipeline import cli, exit_codes
 from pipeline.errors import InputError
 from pipeline.runners.kubeflow import runs
 from pipeline.runners.kubeflow.errors import (
@@ -126,6 +127,16 @@ def test_wait_raises_when_the_run_ends_otherwise(kfp_server, spec_path, final):
     assert str(caught.value) == f"run 'nightly' (run-1) ended {final}: {url}"
     assert (caught.value.state, caught.value.run_id) == (final, "run-1")
     assert isinstance(caught.value, KfpError) and not isinstance(caught.value, InputError)
+
+
+def test_a_failed_run_s_address_is_still_printed_for_scripts(kfp_server, spec_path, capsys):
+    # make cluster-submit reads the run from what submit prints, to show why it failed.
+    kfp_server.run_states = ["RUNNING", "FAILED"]
+    code = cli.main(["submit", str(spec_path), "--host", kfp_server.url, "--wait"])
+    assert code == exit_codes.FAILED
+    out, err = capsys.readouterr()
+    assert out == f"{kfp_server.url}/#/runs/details/run-1\n"
+    assert err.splitlines()[-1].startswith("error: run ") and "ended FAILED" in err
 
 
 def test_wait_gives_up_after_the_timeout(kfp_server, spec_path):

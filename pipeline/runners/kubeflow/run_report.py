@@ -5,8 +5,10 @@ Two sources, each for what only it knows:
 - KFP's API: the run (name, state, times) and its tasks. Its task list is Argo's node tree
   (the pipeline's DAG, each task's DAG node, and their ``-driver`` and ``executor`` pods);
   a task is the DAG node named after the pipeline's node id, with the state the KFP UI shows.
-  A failed task's error is the one KFP recorded. The DAG node's times are Argo's, which close
-  a node at its next pass over the workflow, often a minute late.
+  Tasks Argo omitted after a failed one have no state there: they are reported SKIPPED. KFP
+  2.16.1 records no error for a failed task, so the report names where its log is (the
+  launcher's ``executor-logs`` artifact) and the pod that ran it. The DAG node's times are
+  Argo's, which close a node at its next pass over the workflow, often seconds late.
 - ML Metadata: what each task wrote. KFP's launcher records an execution per task in the run's
   ``system.PipelineRun`` context (custom property ``task_name``: the node id) and every output
   artifact with the metadata the executor set, which TFX's executors and this project's use for
