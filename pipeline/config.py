@@ -45,8 +45,11 @@ STEP_MEMORY_REQUEST_GIB, STEP_MEMORY_LIMIT_GIB = 2.0, 4.0
 # Where steps mount a volume claim, when one is given.
 VOLUME_MOUNT_PATH = "/tfx"
 # Beam's DirectRunner, in this process, one worker: what every step's Beam work runs on
-# unless told otherwise (Dataflow: dataflow_beam_args; local runs: local_beam_args).
-IN_MEMORY_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# unless told otherwise (Dataflow: dataflow_beam_args; local runs: local_beam_args). These
+# are Beam's defaults, so they are given as no arguments at all: given any, TFX copies its
+# own installation into a 52 MB sdist for remote workers, in a temporary directory it never
+# removes, once per Beam step (tfx/utils/dependency_utils.py).
+IN_MEMORY_BEAM_ARGS: tuple[str, ...] = ()
 # From this many rows a local run gives each core a DirectRunner worker process. Measured on
 # 2 cores (benchmarks/results/direct_runner_modes.md): at 100k rows one in-memory worker is
 # 39 s faster (a worker process takes seconds to start and import TensorFlow), at 1M rows two

@@ -23,11 +23,17 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def tfxkfp(tfxkfp_script) -> Callable[..., subprocess.CompletedProcess]:
+def run_tmpdir(tmp_path_factory) -> Path:
+    """The TMPDIR of every run here, so a test can see what runs leave behind in it."""
+    return tmp_path_factory.mktemp("tmpdir")
+
+
+@pytest.fixture(scope="module")
+def tfxkfp(tfxkfp_script, run_tmpdir) -> Callable[..., subprocess.CompletedProcess]:
     """``tfxkfp(*args)``: the command in a process of its own, as a user runs it."""
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(run_tmpdir)}
         result = subprocess.run([tfxkfp_script, *args], capture_output=True, text=True,
                                 env=env, timeout=1200)
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
@@ -88,6 +94,15 @@ def test_first_run_pushes_a_blessed_model(first_run, real_data, default_pipeline
     # Progress: every component announced itself on the terminal.
     for component in default_pipeline_node_ids:
         assert f"] {component} ..." in result.stdout
+
+
+def test_a_run_leaves_no_copy_of_tfx_in_the_temporary_directory(first_run, run_tmpdir):
+    # TFX packages its whole installation (52 MB) for remote Beam workers, in a directory it
+    # never removes, whenever a Beam step is given any Beam argument; local runs give none.
+    result, _ = first_run
+    assert result.returncode == 0, result.stderr
+    copies = sorted(str(path) for path in run_tmpdir.rglob("tfx_ephemeral*"))
+    assert copies == []
 
 
 def test_pushed_model_is_a_tf_serving_version_answering_both_signatures(first_run):
