@@ -47,6 +47,11 @@ registry_storage=${TFXKFP_CACHE:-$HOME/.cache/tfx-kfp-gke}/registry
 # netfilter tools, and a C toolchain for the static pause binary and KFP's cgo programs.
 HOST_PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap
                iptables conntrack gcc libc6-dev curl openssl)
+# Free disk the node needs under $state when it starts empty: the imported images, volumes,
+# runs and what skaffold pushes (the cluster tier's peak is in the README). When the disk
+# runs low, kubelet deletes unused images, and containerd 1.6 cannot pin the imported ones
+# (the pause image among them), which nothing here can pull back.
+MIN_FREE_GIB=${TFXKFP_MIN_FREE_GIB:-20}
 # Bounded waits, in seconds, on the conditions named where they are used.
 START_SECONDS=120
 DOWN_SECONDS=90
@@ -319,6 +324,13 @@ http:
 EOF
 }
 
+check_free_space() {
+  local free
+  free=$(df --output=avail -BG "$state" | tail -n 1 | tr -dc 0-9)
+  [ "$free" -ge "$MIN_FREE_GIB" ] || die "only $free GiB free on the disk under $state; the" \
+    "cluster needs $MIN_FREE_GIB GiB (TFXKFP_MIN_FREE_GIB) for its images, volumes and runs"
+}
+
 load_images() {
   # Images come from docker-archive tarballs built here (k8s/local/build-images.sh); the
   # registry beside the cluster holds only what skaffold pushes. A tarball's name is a hash
@@ -363,6 +375,7 @@ up() {
   kube_bin=$(sed -n 1p <<<"$bin_dirs") registry_bin=$(sed -n 5p <<<"$bin_dirs")
   etcd_bin=$(sed -n 10p <<<"$bin_dirs")
   "$here/build-images.sh" >&2
+  [ -s "$state/images.imported" ] || check_free_space
   images_env=$repo/build/local-images.env
   set -a
   # shellcheck source=/dev/null  # written by build-images.sh
@@ -556,8 +569,10 @@ status() {
 }
 
 logs() {
-  # What a person looks at when something failed: each log's tail, the node, events, pods.
+  # What a person looks at when something failed: each log's tail, the disk (kubelet deletes
+  # images when it runs low), the node, events, pods.
   local log
+  printf '\n===== disk\n'; df -h "$state" 2>/dev/null || true
   for log in "$logs"/*.log; do
     [ -e "$log" ] || continue
     printf '\n===== %s (last 40 lines)\n' "$log"
